@@ -1,0 +1,391 @@
+#include "server/client_connection.h"
+
+#include <glog/logging.h>
+
+#include <cctype>
+#include <nlohmann/json.hpp>
+
+#include "auth/authenticator.h"
+#include "auth/permissions.h"
+#include "proto/subject.h"
+#include "server/interest_observer.h"
+#include "server/io_worker.h"
+#include "server/server_context.h"
+#include "server/subscription.h"
+
+namespace zmesh::server {
+namespace {
+
+constexpr std::string_view kPong = "PONG\r\n";
+constexpr std::string_view kPing = "PING\r\n";
+constexpr std::string_view kOk = "+OK\r\n";
+// NATS status line of a request that reached no subscriber.
+constexpr std::string_view kNoRespondersHeader = "NATS/1.0 503\r\n\r\n";
+
+// The CONNECT fields nats-server decodes, with the JSON type Go's decoder
+// requires; a present field of another type fails the whole CONNECT.
+enum class FieldType { kBool, kString, kInt };
+struct ConnectField {
+  const char* name;
+  FieldType type;
+};
+constexpr ConnectField kConnectFields[] = {
+    {"verbose", FieldType::kBool},      {"pedantic", FieldType::kBool},   {"tls_required", FieldType::kBool},
+    {"auth_token", FieldType::kString}, {"user", FieldType::kString},     {"pass", FieldType::kString},
+    {"name", FieldType::kString},       {"lang", FieldType::kString},     {"version", FieldType::kString},
+    {"protocol", FieldType::kInt},      {"echo", FieldType::kBool},       {"headers", FieldType::kBool},
+    {"no_responders", FieldType::kBool}, {"sig", FieldType::kString},     {"jwt", FieldType::kString},
+    {"nkey", FieldType::kString},       {"account", FieldType::kString},  {"new_account", FieldType::kBool},
+};
+
+bool TypeMatches(const nlohmann::json& v, FieldType t) {
+  if (v.is_null()) return true;  // Go leaves the field unchanged
+  switch (t) {
+    case FieldType::kBool:
+      return v.is_boolean();
+    case FieldType::kString:
+      return v.is_string();
+    case FieldType::kInt:
+      return v.is_number_integer();
+  }
+  return false;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace
+
+ClientConnection::ClientConnection(ServerContext* ctx, IoWorker* worker, int fd, uint64_t id, std::string remote_ip,
+                                   int remote_port)
+    : Connection(Kind::kClient, worker, fd, id, remote_ip + ":" + std::to_string(remote_port),
+                 ctx->options.max_pending_bytes),
+      ctx_(ctx),
+      remote_ip_(std::move(remote_ip)),
+      remote_port_(remote_port),
+      parser_(proto::Parser::Role::kServer,
+              proto::Parser::Limits{ctx->options.max_control_line, ctx->options.max_payload}),
+      auth_required_(ctx->authenticator != nullptr) {
+  write_deadline_ms_ = ctx->options.write_deadline_ms;
+  parser_.set_headers_allowed(false);  // until CONNECT asks for headers
+}
+
+ClientConnection::~ClientConnection() = default;
+
+void ClientConnection::OnStart() {
+  last_ping_ms_ = created_ms();
+  SendControl(ctx_->info.ForClient(id(), remote_ip_));
+}
+
+void ClientConnection::SendInfo(std::string_view info_line) { SendControl(info_line); }
+
+void ClientConnection::SendErr(std::string_view text) { SendControl({"-ERR '", text, "'\r\n"}); }
+
+void ClientConnection::SendOk() { SendControl(kOk); }
+
+void ClientConnection::ErrAndClose(std::string_view text, CloseReason reason) {
+  SendErr(text);
+  Close(reason, /*flush=*/true);
+}
+
+void ClientConnection::OnInput(std::string_view data) {
+  if (auth_pending_) {  // reading is paused; keep whatever was already read
+    paused_input_.append(data);
+    return;
+  }
+  Process(data);
+}
+
+void ClientConnection::Process(std::string_view in) {
+  while (!in.empty() && !closing()) {
+    // Until an authenticated CONNECT, the first byte of every operation must
+    // start CONNECT (nats-server checks exactly this, before parsing the op).
+    if (awaiting_auth() && parser_.AtOpStart() && in.front() != 'C' && in.front() != 'c') {
+      ErrAndClose("Authorization Violation", CloseReason::kAuthenticationViolation);
+      return;
+    }
+    proto::Op op;
+    const proto::ParseStatus st = parser_.Next(&in, &op);
+    if (st == proto::ParseStatus::kNeedMore) return;
+    if (st == proto::ParseStatus::kError) {
+      HandleParseError();
+      return;
+    }
+    HandleOp(op);
+    if (auth_pending_ && !closing()) {
+      // The rest waits for the verdict on the credentials.
+      paused_input_.assign(in.data(), in.size());
+      PauseReading();
+      return;
+    }
+  }
+}
+
+void ClientConnection::HandleParseError() {
+  switch (parser_.error()) {
+    case proto::ParseError::kUnknownOp:
+      VLOG(1) << "cid=" << id() << " unknown protocol operation: '" << parser_.error_context() << "'";
+      ErrAndClose("Unknown Protocol Operation", CloseReason::kProtocolViolation);
+      return;
+    case proto::ParseError::kMaxControlLine:
+      ErrAndClose("maximum control line exceeded", CloseReason::kMaxControlLineExceeded);
+      return;
+    case proto::ParseError::kMaxPayload:
+      ErrAndClose("Maximum Payload Violation", CloseReason::kMaxPayloadExceeded);
+      return;
+    case proto::ParseError::kBadArguments:
+    case proto::ParseError::kHeadersNotSupported:
+    case proto::ParseError::kNone:
+      // nats-server closes these without a word.
+      VLOG(1) << "cid=" << id() << " malformed arguments: '" << parser_.error_context() << "'";
+      Close(CloseReason::kProtocolViolation, /*flush=*/true);
+      return;
+  }
+}
+
+void ClientConnection::HandleOp(const proto::Op& op) {
+  switch (op.type) {
+    case proto::OpType::kPub:
+    case proto::OpType::kHPub:
+      HandlePub(op);
+      return;
+    case proto::OpType::kSub:
+      HandleSub(op);
+      return;
+    case proto::OpType::kUnsub:
+      HandleUnsub(op);
+      return;
+    case proto::OpType::kPing:
+      SendControl(kPong);
+      return;
+    case proto::OpType::kPong:
+      pings_out_ = 0;
+      return;
+    case proto::OpType::kConnect:
+      HandleConnect(op.arg);
+      return;
+    case proto::OpType::kErr:
+      // A client reporting an error: nats-server logs it and closes.
+      LOG(WARNING) << "cid=" << id() << " client error: " << op.arg;
+      Close(CloseReason::kParseError, /*flush=*/true);
+      return;
+    case proto::OpType::kInfo:
+    case proto::OpType::kOk:
+    case proto::OpType::kMsg:
+    case proto::OpType::kHMsg:
+      return;  // ignored from clients, as nats-server does
+  }
+}
+
+void ClientConnection::HandleConnect(std::string_view json_text) {
+  nlohmann::json j = nlohmann::json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    Close(CloseReason::kProtocolViolation, /*flush=*/true);
+    return;
+  }
+  // Go's decoder matches field names case-insensitively and rejects a known
+  // field of the wrong type; unknown fields are ignored.
+  nlohmann::json fields = nlohmann::json::object();
+  for (auto& [key, value] : j.items()) {
+    const std::string k = Lower(key);
+    for (const ConnectField& f : kConnectFields) {
+      if (k != f.name) continue;
+      if (!TypeMatches(value, f.type)) {
+        Close(CloseReason::kProtocolViolation, /*flush=*/true);
+        return;
+      }
+      if (!value.is_null()) fields[k] = value;
+    }
+  }
+  auto get_bool = [&](const char* k, bool def) { return fields.contains(k) ? fields[k].get<bool>() : def; };
+  auto get_str = [&](const char* k) { return fields.contains(k) ? fields[k].get<std::string>() : std::string(); };
+  verbose_ = get_bool("verbose", verbose_);
+  pedantic_ = get_bool("pedantic", pedantic_);
+  echo_ = get_bool("echo", echo_);
+  no_responders_ = get_bool("no_responders", no_responders_);
+  headers_.store(get_bool("headers", headers_.load()), std::memory_order_relaxed);
+  parser_.set_headers_allowed(headers_supported());
+  name_ = get_str("name");
+  lang_ = get_str("lang");
+  version_ = get_str("version");
+  const int64_t protocol = fields.contains("protocol") ? fields["protocol"].get<int64_t>() : 0;
+  const bool wants_account = !get_str("account").empty() || get_bool("new_account", false);
+  connect_received_ = true;
+
+  if (auth_required_) {
+    user_ = get_str("user");
+    std::string pass = get_str("pass");
+    auth_pending_ = true;
+    RefPtr<ClientConnection> self(this);
+    ctx_->authenticator->Verify(user_, std::move(pass), [self, protocol, wants_account](auth::AuthResult r) {
+      // Runs on an authenticator worker: hand the verdict to our loop.
+      auto result = std::make_shared<auth::AuthResult>(std::move(r));
+      self->loop()->QueueInLoop([self, result, protocol, wants_account] {
+        ClientConnection* c = self.get();
+        c->auth_pending_ = false;
+        if (c->closing()) return;
+        if (!result->ok() || wants_account) {
+          c->ctx_->auth_failures.fetch_add(1, std::memory_order_relaxed);
+          LOG(INFO) << "cid=" << c->id() << " " << c->remote_address() << " authentication failed for user '"
+                    << c->user_ << "'";
+          c->ErrAndClose("Authorization Violation", CloseReason::kAuthenticationViolation);
+          return;
+        }
+        c->permissions_ = result->permissions;
+        if (protocol < 0 || protocol > 1) {
+          c->ErrAndClose("invalid client protocol", CloseReason::kBadClientProtocolVersion);
+          return;
+        }
+        c->FinishConnect();
+        if (c->closing()) return;
+        std::string input;
+        input.swap(c->paused_input_);
+        c->ResumeReading();
+        c->Process(input);
+      });
+    });
+    return;
+  }
+  if (wants_account) {
+    ErrAndClose("Authorization Violation", CloseReason::kAuthenticationViolation);
+    return;
+  }
+  if (protocol < 0 || protocol > 1) {
+    ErrAndClose("invalid client protocol", CloseReason::kBadClientProtocolVersion);
+    return;
+  }
+  FinishConnect();
+}
+
+void ClientConnection::FinishConnect() {
+  if (no_responders_ && !headers_supported()) {
+    ErrAndClose("no responders requires headers support", CloseReason::kNoRespondersRequiresHeaders);
+    return;
+  }
+  if (verbose_) SendOk();
+}
+
+void ClientConnection::HandlePub(const proto::Op& op) {
+  CountIn(op.payload.size());
+  WorkerStats& stats = worker()->stats();
+  stats.Add(stats.in_msgs, 1);
+  stats.Add(stats.in_bytes, op.payload.size());
+  if (pedantic_ && !proto::IsValidLiteralSubject(op.subject)) SendErr("Invalid Publish Subject");
+  if (permissions_ && !permissions_->unrestricted() && !permissions_->CanPublish(op.subject)) {
+    SendErr(auth::PublishViolationText(op.subject));
+    return;
+  }
+  if (verbose_) SendOk();
+  Message msg{op.subject, op.reply, op.payload, op.header_size};
+  ctx_->router.PublishFromClient(worker(), this, msg);
+}
+
+void ClientConnection::HandleSub(const proto::Op& op) {
+  if (permissions_ && !permissions_->unrestricted() && !permissions_->CanSubscribe(op.subject)) {
+    SendErr(auth::SubscribeViolationText(op.subject, op.queue));
+    return;
+  }
+  if (ctx_->options.max_subs > 0 && subs_.size() >= static_cast<size_t>(ctx_->options.max_subs)) {
+    SendErr("maximum subscriptions exceeded");
+    return;
+  }
+  if (subs_.contains(op.sid)) {  // nats-server ignores a repeated sid
+    if (verbose_) SendOk();
+    return;
+  }
+  auto* sub = new Subscription(this, std::string(op.subject), std::string(op.queue), std::string(op.sid),
+                               /*remote=*/false);
+  if (!ctx_->index.Insert(sub)) {
+    sub->Unref();
+    SendErr("Invalid Subject");
+    return;
+  }
+  subs_.emplace(sub->sid(), sub);
+  if (ctx_->interest != nullptr) ctx_->interest->OnLocalSubscribe(*sub);
+  if (verbose_) SendOk();
+}
+
+void ClientConnection::HandleUnsub(const proto::Op& op) {
+  auto it = subs_.find(op.sid);
+  if (it != subs_.end()) {
+    Subscription* sub = it->second;
+    const int64_t max = op.max_msgs;
+    if (max > 0 && static_cast<uint64_t>(max) > sub->delivered()) {
+      sub->set_max_msgs(static_cast<uint64_t>(max));
+    } else {
+      RemoveSubscription(sub);
+    }
+  }
+  if (verbose_) SendOk();
+}
+
+void ClientConnection::RemoveSubscription(Subscription* sub) {
+  subs_.erase(sub->sid());
+  sub->set_closed();
+  ctx_->index.Remove(sub);
+  if (ctx_->interest != nullptr) ctx_->interest->OnLocalUnsubscribe(*sub);
+  sub->Unref();
+}
+
+void ClientConnection::PostAutoUnsubscribe(Subscription* sub) {
+  sub->Ref();
+  RefPtr<ClientConnection> self(this);
+  loop()->QueueInLoop([self, sub] {
+    auto it = self->subs_.find(sub->sid());
+    if (it != self->subs_.end() && it->second == sub) self->RemoveSubscription(sub);
+    sub->Unref();
+  });
+}
+
+void ClientConnection::SendNoResponders(std::string_view reply) {
+  if (!headers_supported()) return;
+  // nats-server answers on the requester's own subscription matching the reply subject.
+  const MatchResult* r = worker()->match_cache().Lookup(reply);
+  for (Subscription* sub : r->plain) {
+    if (sub->owner() != this || sub->closed()) continue;
+    Message status{reply, {}, kNoRespondersHeader, static_cast<int64_t>(kNoRespondersHeader.size())};
+    ctx_->router.DeliverToClient(worker(), sub, status);
+    return;
+  }
+}
+
+void ClientConnection::OnTick(int64_t now) {
+  Connection::OnTick(now);
+  if (closing()) return;
+  if (awaiting_auth() && now - created_ms() >= ctx_->options.auth_timeout_ms) {
+    ErrAndClose("Authentication Timeout", CloseReason::kAuthenticationTimeout);
+    return;
+  }
+  const int64_t interval = ctx_->options.ping_interval_ms;
+  // Like nats-server, a PING is sent only when the client has been quiet for
+  // a whole interval; PONG (any input, in fact) resets the clock.
+  if (now - last_read_ms() >= interval && now - last_ping_ms_ >= interval) {
+    if (pings_out_ + 1 > ctx_->options.max_pings_out) {
+      ErrAndClose("Stale Connection", CloseReason::kStaleConnection);
+      return;
+    }
+    ++pings_out_;
+    last_ping_ms_ = now;
+    SendControl(kPing);
+  }
+}
+
+void ClientConnection::OnClose(CloseReason reason) {
+  for (auto& [sid, sub] : subs_) {
+    sub->set_closed();
+    ctx_->index.Remove(sub);
+    if (ctx_->interest != nullptr) ctx_->interest->OnLocalUnsubscribe(*sub);
+    sub->Unref();
+  }
+  const size_t subs = subs_.size();
+  subs_.clear();
+  ctx_->client_count.fetch_sub(1, std::memory_order_relaxed);
+  LOG(INFO) << "cid=" << id() << " " << remote_address() << (user_.empty() ? "" : " user=" + user_)
+            << (name_.empty() ? "" : " name=" + name_) << " closed: " << CloseReasonText(reason) << " (subs=" << subs
+            << " in_msgs=" << in_msgs() << " out_msgs=" << out().out_msgs() << ")";
+}
+
+}  // namespace zmesh::server

@@ -1,0 +1,114 @@
+#pragma once
+
+// A NATS client session on a Connection: CONNECT and authentication, PUB/HPUB
+// into the router, SUB/UNSUB into the subject index, PING/PONG, and the
+// client-side timeouts (auth timeout, stale connection).
+//
+// Behaves like nats-server 2.9 where a client can tell: default options before
+// CONNECT are verbose/pedantic/echo, the same -ERR texts, and the same choice
+// between "-ERR then close" and a silent close.
+//
+// Threading: owned by its worker thread (see Connection). Publishers on other
+// workers deliver to it through out() and read only headers_supported() and
+// permissions(), which are fixed before any of its subscriptions exists.
+
+#include <absl/container/flat_hash_map.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "proto/parser.h"
+#include "server/connection.h"
+
+namespace zmesh::auth {
+class Permissions;
+struct AuthResult;
+}  // namespace zmesh::auth
+
+namespace zmesh::server {
+
+struct ServerContext;
+class Subscription;
+
+class ClientConnection : public Connection {
+ public:
+  ClientConnection(ServerContext* ctx, IoWorker* worker, int fd, uint64_t id, std::string remote_ip, int remote_port);
+
+  // Read by publishers on any thread.
+  bool headers_supported() const { return headers_.load(std::memory_order_relaxed); }
+  const auth::Permissions* permissions() const { return permissions_.get(); }
+
+  // Any thread: a delivery reached the subscription's auto-unsubscribe limit.
+  void PostAutoUnsubscribe(Subscription* sub);
+
+  // Owner thread (the publisher's own worker): the NATS 503 for a request
+  // that reached nobody, delivered on the client's subscription to `reply`.
+  void SendNoResponders(std::string_view reply);
+
+  bool echo() const { return echo_; }
+  bool no_responders() const { return no_responders_; }
+
+  // For monitoring (owner thread).
+  const std::string& name() const { return name_; }
+  const std::string& lang() const { return lang_; }
+  const std::string& version() const { return version_; }
+  const std::string& user() const { return user_; }
+  size_t subscription_count() const { return subs_.size(); }
+  const std::string& remote_ip() const { return remote_ip_; }
+  int remote_port() const { return remote_port_; }
+
+  void OnTick(int64_t now_ms) override;
+
+  // Owner thread: re-send INFO (connect_urls or lame duck changed).
+  void SendInfo(std::string_view info_line);
+  // Owner thread, right after Start(): INFO was sent; refuse the client.
+  void RejectMaxConnections() { ErrAndClose("maximum connections exceeded", CloseReason::kMaxConnectionsExceeded); }
+
+ protected:
+  void OnStart() override;
+  void OnInput(std::string_view data) override;
+  void OnClose(CloseReason reason) override;
+
+ private:
+  ~ClientConnection() override;
+
+  void Process(std::string_view input);
+  void HandleOp(const proto::Op& op);
+  void HandleParseError();
+  void HandleConnect(std::string_view json);
+  void FinishConnect();
+  void OnAuthResult(const auth::AuthResult& result);
+  void HandlePub(const proto::Op& op);
+  void HandleSub(const proto::Op& op);
+  void HandleUnsub(const proto::Op& op);
+  void RemoveSubscription(Subscription* sub);
+  void SendErr(std::string_view text);
+  void SendOk();
+  void ErrAndClose(std::string_view text, CloseReason reason);
+
+  bool awaiting_auth() const { return auth_required_ && !connect_received_; }
+
+  ServerContext* const ctx_;
+  const std::string remote_ip_;
+  const int remote_port_;
+  proto::Parser parser_;
+  // Subscriptions by sid; the key views the Subscription's own sid string.
+  absl::flat_hash_map<std::string_view, Subscription*> subs_;
+  std::shared_ptr<const auth::Permissions> permissions_;
+  std::string paused_input_;  // input that arrived after a CONNECT being verified
+  std::string user_, name_, lang_, version_;
+  std::atomic<bool> headers_{false};
+  bool auth_required_;
+  bool connect_received_ = false;
+  bool auth_pending_ = false;
+  bool verbose_ = true;   // nats-server's defaults until CONNECT says otherwise
+  bool pedantic_ = true;
+  bool echo_ = true;
+  bool no_responders_ = false;
+  int pings_out_ = 0;
+  int64_t last_ping_ms_ = 0;
+};
+
+}  // namespace zmesh::server

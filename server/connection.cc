@@ -1,0 +1,186 @@
+#include "server/connection.h"
+
+#include <glog/logging.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "server/event_loop.h"
+#include "server/io_worker.h"
+
+namespace zmesh::server {
+namespace {
+// Reads per readiness event: enough to drain a busy publisher, few enough
+// that one connection cannot monopolise its worker.
+constexpr int kMaxReadsPerEvent = 4;
+// Input read and discarded before closing, so that close() sends FIN after
+// our last -ERR instead of a RST that could destroy it.
+constexpr size_t kMaxDrainBytes = 256 * 1024;
+}  // namespace
+
+Connection::Connection(Kind kind, IoWorker* worker, int fd, uint64_t id, std::string remote_address,
+                       size_t max_pending)
+    : SubscriberEndpoint(kind),
+      worker_(worker),
+      fd_(fd),
+      id_(id),
+      remote_address_(std::move(remote_address)),
+      out_(fd, max_pending) {
+  created_ms_ = last_read_ms_ = MonotonicMs();
+}
+
+Connection::~Connection() {
+  // Events were freed by Close() on the owner thread; the socket by out_.
+  DCHECK(read_event_ == nullptr && write_event_ == nullptr);
+}
+
+EventLoop* Connection::loop() const { return worker_->loop(); }
+
+void Connection::Start() {
+  read_event_ = event_new(worker_->loop()->base(), fd_, EV_READ | EV_PERSIST, &Connection::OnReadable, this);
+  event_add(read_event_, nullptr);
+  worker_->AddConnection(this);
+  OnStart();
+}
+
+void Connection::OnReadable(evutil_socket_t fd, short, void* arg) {
+  RefPtr<Connection> self(static_cast<Connection*>(arg));  // Close() may drop the worker's reference
+  Connection* c = self.get();
+  IoWorker* w = c->worker_;
+  c->last_read_ms_ = MonotonicMs();
+  for (int i = 0; i < kMaxReadsPerEvent && !c->closing_ && !c->reading_paused_; ++i) {
+    const ssize_t n = ::read(fd, w->read_buffer(), IoWorker::kReadBufferBytes);
+    if (n > 0) {
+      c->OnInput(std::string_view(w->read_buffer(), static_cast<size_t>(n)));
+      if (static_cast<size_t>(n) < IoWorker::kReadBufferBytes) break;
+      continue;
+    }
+    if (n == 0) {
+      c->Close(CloseReason::kClientClosed, false);
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) c->Close(CloseReason::kReadError, false);
+    break;
+  }
+}
+
+void Connection::OnWritableEvent(evutil_socket_t, short, void* arg) {
+  RefPtr<Connection> self(static_cast<Connection*>(arg));
+  Connection* c = self.get();
+  switch (c->out_.OnWritable()) {
+    case OutboundBuffer::FlushResult::kDone:
+      if (c->write_event_ != nullptr) event_del(c->write_event_);
+      break;
+    case OutboundBuffer::FlushResult::kBlocked:
+      break;  // stays armed (EV_PERSIST)
+    case OutboundBuffer::FlushResult::kError:
+      c->Close(CloseReason::kWriteError, false);
+      break;
+    case OutboundBuffer::FlushResult::kClosed:
+      break;
+  }
+}
+
+void Connection::ArmWriteEvent() {
+  if (closing_) return;
+  if (write_event_ == nullptr) {
+    write_event_ = event_new(worker_->loop()->base(), fd_, EV_WRITE | EV_PERSIST, &Connection::OnWritableEvent, this);
+  }
+  event_add(write_event_, nullptr);
+}
+
+void Connection::HandleFlushResult(OutboundBuffer::FlushResult result) {
+  switch (result) {
+    case OutboundBuffer::FlushResult::kDone:
+    case OutboundBuffer::FlushResult::kClosed:
+      return;
+    case OutboundBuffer::FlushResult::kBlocked:
+      if (worker_->loop()->IsInLoopThread()) {
+        ArmWriteEvent();
+      } else {
+        RefPtr<Connection> self(this);
+        worker_->loop()->QueueInLoop([self] { self->ArmWriteEvent(); });
+      }
+      return;
+    case OutboundBuffer::FlushResult::kError:
+      RequestClose(CloseReason::kWriteError);
+      return;
+  }
+}
+
+void Connection::FlushFromAnyThread() { HandleFlushResult(out_.Flush()); }
+
+void Connection::SendControl(std::string_view bytes) { SendControl({bytes}); }
+
+void Connection::SendControl(std::initializer_list<std::string_view> pieces) {
+  if (closing_) return;
+  switch (out_.AppendControl(pieces)) {
+    case OutboundBuffer::AppendResult::kQueuedNeedsFlush:
+      worker_->ScheduleFlush(this);
+      break;
+    case OutboundBuffer::AppendResult::kQueued:
+    case OutboundBuffer::AppendResult::kClosed:
+      break;
+    case OutboundBuffer::AppendResult::kOverLimit:
+      Close(CloseReason::kSlowConsumerPendingBytes, false);
+      break;
+  }
+}
+
+void Connection::PauseReading() {
+  if (reading_paused_ || read_event_ == nullptr) return;
+  reading_paused_ = true;
+  event_del(read_event_);
+}
+
+void Connection::ResumeReading() {
+  if (!reading_paused_ || closing_) return;
+  reading_paused_ = false;
+  event_add(read_event_, nullptr);
+}
+
+void Connection::RequestClose(CloseReason reason) {
+  if (close_requested_.exchange(true)) return;
+  RefPtr<Connection> self(this);
+  // Always deferred: the caller may be iterating over this connection's state.
+  worker_->loop()->QueueInLoop([self, reason] { self->Close(reason, false); });
+}
+
+void Connection::DrainInput() {
+  char buf[16 * 1024];
+  for (size_t total = 0; total < kMaxDrainBytes;) {
+    const ssize_t n = ::read(fd_, buf, sizeof buf);
+    if (n <= 0) return;
+    total += static_cast<size_t>(n);
+  }
+}
+
+void Connection::Close(CloseReason reason, bool flush) {
+  if (closing_) return;
+  closing_ = true;
+  close_reason_ = reason;
+  if (read_event_ != nullptr) {
+    event_free(read_event_);
+    read_event_ = nullptr;
+  }
+  if (write_event_ != nullptr) {
+    event_free(write_event_);
+    write_event_ = nullptr;
+  }
+  if (flush) {
+    out_.Flush();
+    DrainInput();
+  }
+  if (IsSlowConsumer(reason)) worker_->stats().Add(worker_->stats().slow_consumers, 1);
+  OnClose(reason);
+  out_.CloseSocket();
+  worker_->RemoveConnection(this);  // may drop the last reference: nothing after this
+}
+
+void Connection::OnTick(int64_t now_ms) {
+  const int64_t since = out_.blocked_since_ms();
+  if (since >= 0 && now_ms - since >= write_deadline_ms_) Close(CloseReason::kSlowConsumerWriteDeadline, false);
+}
+
+}  // namespace zmesh::server

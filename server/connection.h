@@ -1,0 +1,141 @@
+#pragma once
+
+// A socket owned by one IoWorker: reading, the outbound buffer, closing. The
+// protocol on top (NATS client session, peer link) is a subclass; a peer link
+// is simply another kind of connection with its own protocol and limits.
+//
+// Threading: created on and owned by its worker's thread, which does all
+// reads, event registration and Close(). Other threads may Append to out()
+// and write it through the worker's flush (see OutboundBuffer), and ask for a
+// close with RequestClose(). Reference counted: the worker holds one reference
+// while the connection is open; subscriptions and pending flushes hold others,
+// so the object may outlive its socket.
+
+#include <event2/event.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "server/close_reason.h"
+#include "server/outbound_buffer.h"
+#include "server/subscriber_endpoint.h"
+
+namespace zmesh::server {
+
+class IoWorker;
+class EventLoop;
+
+class Connection : public SubscriberEndpoint {
+ public:
+  Connection(Kind kind, IoWorker* worker, int fd, uint64_t id, std::string remote_address, size_t max_pending);
+
+  uint64_t id() const { return id_; }
+  IoWorker* worker() const { return worker_; }
+  EventLoop* loop() const;
+  const std::string& remote_address() const { return remote_address_; }
+  OutboundBuffer& out() { return out_; }
+
+  // Owner thread: registers the read event and calls OnStart().
+  void Start();
+  // Owner thread: closes once, with `reason`. With `flush`, what is queued
+  // (such as a final -ERR) is written first, best effort.
+  void Close(CloseReason reason, bool flush);
+  // Any thread: asks the owner to Close(reason). Idempotent.
+  void RequestClose(CloseReason reason);
+  // Owner thread.
+  bool closing() const { return closing_; }
+  CloseReason close_reason() const { return close_reason_; }
+
+  // Writes what is queued; called by whichever worker scheduled the flush
+  // (any thread). Blocks never; on a full socket the owner waits for EV_WRITE.
+  void FlushFromAnyThread();
+
+  // Owner thread: periodic housekeeping (timeouts), from the worker's sweep.
+  virtual void OnTick(int64_t now_ms);
+
+  int64_t created_ms() const { return created_ms_; }
+  int64_t last_read_ms() const { return last_read_ms_; }
+  uint64_t in_msgs() const { return in_msgs_.load(std::memory_order_relaxed); }
+  uint64_t in_bytes() const { return in_bytes_.load(std::memory_order_relaxed); }
+
+ protected:
+  ~Connection() override;
+
+  // Owner thread. `data` is only valid during the call.
+  virtual void OnStart() {}
+  virtual void OnInput(std::string_view data) = 0;
+  virtual void OnClose(CloseReason reason) = 0;
+
+  // Owner thread: appends protocol bytes for this connection and schedules
+  // the flush; a connection that cannot take them is closed as a slow consumer.
+  void SendControl(std::string_view bytes);
+  void SendControl(std::initializer_list<std::string_view> pieces);
+
+  // Owner thread: stop/restart reading (e.g. while a password is checked).
+  void PauseReading();
+  void ResumeReading();
+
+  void CountIn(uint64_t bytes) {
+    in_msgs_.store(in_msgs_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    in_bytes_.store(in_bytes_.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+  }
+
+  // Write-deadline and slow-consumer checks shared by every kind.
+  int64_t write_deadline_ms_ = 10000;
+
+ private:
+  friend class IoWorker;
+  static void OnReadable(evutil_socket_t fd, short what, void* arg);
+  static void OnWritableEvent(evutil_socket_t fd, short what, void* arg);
+  void HandleFlushResult(OutboundBuffer::FlushResult result);
+  void ArmWriteEvent();
+  void DrainInput();
+
+  IoWorker* const worker_;
+  const int fd_;
+  const uint64_t id_;
+  const std::string remote_address_;
+  OutboundBuffer out_;
+  event* read_event_ = nullptr;
+  event* write_event_ = nullptr;
+  bool reading_paused_ = false;
+  bool closing_ = false;
+  CloseReason close_reason_ = CloseReason::kClientClosed;
+  std::atomic<bool> close_requested_{false};
+  int64_t created_ms_;
+  int64_t last_read_ms_;
+  std::atomic<uint64_t> in_msgs_{0};
+  std::atomic<uint64_t> in_bytes_{0};
+  // The worker's intrusive list.
+  Connection* prev_ = nullptr;
+  Connection* next_ = nullptr;
+};
+
+// Holds a counted reference to a connection.
+template <typename T>
+class RefPtr {
+ public:
+  RefPtr() = default;
+  explicit RefPtr(T* p) : p_(p) {
+    if (p_) p_->Ref();
+  }
+  RefPtr(const RefPtr& o) : RefPtr(o.p_) {}
+  RefPtr(RefPtr&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+  RefPtr& operator=(RefPtr o) noexcept {
+    std::swap(p_, o.p_);
+    return *this;
+  }
+  ~RefPtr() {
+    if (p_) p_->Unref();
+  }
+  T* get() const { return p_; }
+  T* operator->() const { return p_; }
+  explicit operator bool() const { return p_ != nullptr; }
+
+ private:
+  T* p_ = nullptr;
+};
+
+}  // namespace zmesh::server

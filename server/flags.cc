@@ -1,0 +1,98 @@
+#include "server/flags.h"
+
+#include <gflags/gflags.h>
+
+#include <thread>
+
+// SPEC §7 names these flags; scripts and operators rely on the names.
+DEFINE_string(listen, "0.0.0.0:4222", "Client (NATS protocol) listen address host:port; port 0 picks a free port");
+DEFINE_string(peer_listen, "0.0.0.0:6222",
+              "Peer listen address host:port; when the host is a specific address, outgoing peer connections "
+              "bind their source address to it");
+DEFINE_string(advertise, "",
+              "Host published in the znode and in INFO connect_urls; empty = the listen host, or the first "
+              "non-loopback address when that is 0.0.0.0");
+DEFINE_string(http_listen, "", "Monitoring HTTP host:port (/healthz /varz /connz /subsz /peerz /metrics); empty = off");
+DEFINE_string(ports_file, "", "Once listening, write {\"client\":…,\"peer\":…,\"http\":…} to this file (atomically)");
+DEFINE_string(node_id, "", "Stable node id, unique in the mesh; empty = generated at start");
+DEFINE_string(zk, "", "ZooKeeper connect string host:port[,host:port]; empty = standalone node without a mesh");
+DEFINE_string(zk_root, "/zmesh/default", "Mesh root path in ZooKeeper; nodes register under <zk_root>/nodes");
+DEFINE_int32(zk_session_timeout_ms, 10000, "Requested ZooKeeper session timeout; ZooKeeper may clamp it");
+DEFINE_string(zk_credentials_file, "",
+              "File holding user:password for ZooKeeper digest ACLs; empty = znodes are created world-writable");
+DEFINE_string(cluster_secret_file, "",
+              "File holding the shared peer secret; peers refuse to form a mesh without one unless --insecure_peers");
+DEFINE_bool(insecure_peers, false, "Allow peer links without a cluster secret (tests and demos only)");
+DEFINE_int32(threads, 0, "I/O threads serving connections; 0 = number of cores");
+DEFINE_int64(max_payload, 1 << 20, "Largest message payload in bytes; a bigger PUB gets -ERR 'Maximum Payload Violation' and is closed");
+DEFINE_int32(max_control_line, 4096, "Longest protocol control line in bytes; a longer one gets -ERR 'maximum control line exceeded' and is closed");
+DEFINE_int32(max_connections, 65536, "Client connections accepted at once; beyond it a new client gets -ERR 'maximum connections exceeded'");
+DEFINE_int32(max_subs, 0, "Subscriptions per client connection; beyond it SUB gets -ERR 'maximum subscriptions exceeded'; 0 = unlimited");
+DEFINE_int64(auth_timeout_ms, 2000, "With --users_file, a client that has not sent CONNECT this long after INFO gets -ERR 'Authentication Timeout' and is closed");
+DEFINE_int64(ping_interval_ms, 120000, "PING a connection idle this long; peer links are pinged at this interval regardless of traffic");
+DEFINE_int32(max_pings_out, 2, "Close a connection (-ERR 'Stale Connection') with more than this many PINGs unanswered");
+DEFINE_int64(write_deadline_ms, 10000, "Close a client as a slow consumer when its socket accepts no bytes for this long");
+DEFINE_int64(max_pending_bytes, 64ll << 20, "Close a client as a slow consumer when this many bytes are waiting to be written to it");
+DEFINE_string(users_file, "", "File of user:hash lines (made by `zmesh passwd`), with optional permissions; empty = no authentication. SIGHUP reloads it");
+DEFINE_string(tls_cert, "", "PEM certificate for TLS on the client port (and the peer port with --peer_tls)");
+DEFINE_string(tls_key, "", "PEM private key for --tls_cert");
+DEFINE_string(tls_ca, "", "PEM CA bundle to verify peers (mutual TLS on peer links) and client certificates");
+DEFINE_bool(peer_tls, false, "Use TLS on peer links (needs --tls_cert/--tls_key; --tls_ca makes it mutual)");
+DEFINE_string(server_name, "", "Name reported in INFO server_name; empty = the node id");
+
+namespace zmesh::server {
+
+bool OptionsFromFlags(Options* o, std::string* error) {
+  if (!ParseHostPort(FLAGS_listen, &o->listen)) {
+    *error = "invalid --listen: " + FLAGS_listen;
+    return false;
+  }
+  if (!ParseHostPort(FLAGS_peer_listen, &o->peer_listen)) {
+    *error = "invalid --peer_listen: " + FLAGS_peer_listen;
+    return false;
+  }
+  if (o->listen.host.empty()) o->listen.host = "0.0.0.0";
+  if (o->peer_listen.host.empty()) o->peer_listen.host = "0.0.0.0";
+  o->advertise = FLAGS_advertise;
+  o->http_listen = FLAGS_http_listen;
+  o->ports_file = FLAGS_ports_file;
+  o->node_id = FLAGS_node_id;
+  o->zk = FLAGS_zk;
+  o->zk_root = FLAGS_zk_root;
+  o->zk_session_timeout_ms = FLAGS_zk_session_timeout_ms;
+  o->zk_credentials_file = FLAGS_zk_credentials_file;
+  o->cluster_secret_file = FLAGS_cluster_secret_file;
+  o->insecure_peers = FLAGS_insecure_peers;
+  o->threads = FLAGS_threads > 0 ? FLAGS_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  o->max_payload = FLAGS_max_payload;
+  o->max_control_line = static_cast<size_t>(std::max(FLAGS_max_control_line, 64));
+  o->max_connections = FLAGS_max_connections;
+  o->max_subs = FLAGS_max_subs;
+  o->auth_timeout_ms = FLAGS_auth_timeout_ms;
+  o->ping_interval_ms = FLAGS_ping_interval_ms;
+  o->max_pings_out = FLAGS_max_pings_out;
+  o->write_deadline_ms = FLAGS_write_deadline_ms;
+  o->max_pending_bytes = static_cast<size_t>(std::max<int64_t>(FLAGS_max_pending_bytes, 1024));
+  o->users_file = FLAGS_users_file;
+  o->tls_cert = FLAGS_tls_cert;
+  o->tls_key = FLAGS_tls_key;
+  o->tls_ca = FLAGS_tls_ca;
+  o->peer_tls = FLAGS_peer_tls;
+  o->server_name = FLAGS_server_name;
+
+  if (o->max_payload <= 0 || o->max_payload > (1ll << 30)) {
+    *error = "--max_payload must be in (0, 1 GiB]";
+    return false;
+  }
+  if (o->ping_interval_ms <= 0 || o->max_pings_out <= 0 || o->write_deadline_ms <= 0 || o->auth_timeout_ms <= 0) {
+    *error = "durations and --max_pings_out must be positive";
+    return false;
+  }
+  if (o->max_connections <= 0 || o->max_subs < 0) {
+    *error = "--max_connections must be positive and --max_subs not negative";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace zmesh::server

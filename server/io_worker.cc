@@ -1,0 +1,114 @@
+#include "server/io_worker.h"
+
+#include <glog/logging.h>
+
+#include "server/connection.h"
+
+namespace zmesh::server {
+namespace {
+thread_local IoWorker* t_worker = nullptr;
+// Socket I/O callbacks run at the default priority (1 of 0..2); the flush of
+// the pending list runs at 2, i.e. after every read of the loop iteration.
+constexpr int kPriorities = 3;
+constexpr int kFlushPriority = 2;
+}  // namespace
+
+IoWorker::IoWorker(int index, const SubjectIndex* index_for_cache)
+    : loop_(index), match_cache_(index_for_cache), read_buffer_(new char[kReadBufferBytes]) {
+  event_base_priority_init(loop_.base(), kPriorities);
+  flush_event_ = event_new(loop_.base(), -1, 0, &IoWorker::OnFlushEvent, this);
+  event_priority_set(flush_event_, kFlushPriority);
+}
+
+IoWorker::~IoWorker() {
+  if (thread_.joinable()) Stop();
+  event_free(flush_event_);
+}
+
+IoWorker* IoWorker::Current() { return t_worker; }
+
+void IoWorker::Start(std::chrono::milliseconds tick) {
+  thread_ = std::thread([this, tick] {
+    t_worker = this;
+    sweep_timer_ = loop_.RunEvery(tick, [this] { Sweep(); });
+    loop_.Run();
+    sweep_timer_.reset();
+    t_worker = nullptr;
+  });
+}
+
+void IoWorker::Stop() {
+  if (!thread_.joinable()) return;
+  loop_.QueueInLoop([this] { CloseAll(); });
+  loop_.Quit();
+  thread_.join();
+}
+
+void IoWorker::CloseAll() {
+  ForEachConnection([](Connection* c) {
+    RefPtr<Connection> hold(c);
+    c->Close(CloseReason::kServerShutdown, /*flush=*/true);
+  });
+  FlushPending();
+}
+
+Connection* IoWorker::NextOf(Connection* c) { return c->next_; }
+
+void IoWorker::AddConnection(Connection* conn) {
+  conn->Ref();
+  conn->prev_ = nullptr;
+  conn->next_ = head_;
+  if (head_ != nullptr) head_->prev_ = conn;
+  head_ = conn;
+  ++connection_count_;
+}
+
+void IoWorker::RemoveConnection(Connection* conn) {
+  if (conn->prev_ != nullptr) {
+    conn->prev_->next_ = conn->next_;
+  } else {
+    head_ = conn->next_;
+  }
+  if (conn->next_ != nullptr) conn->next_->prev_ = conn->prev_;
+  conn->prev_ = conn->next_ = nullptr;
+  --connection_count_;
+  conn->Unref();
+}
+
+void IoWorker::ScheduleFlush(Connection* conn) {
+  conn->Ref();
+  pending_flush_.push_back(conn);
+  if (!flush_event_active_) {
+    flush_event_active_ = true;
+    event_active(flush_event_, EV_TIMEOUT, 0);
+  }
+}
+
+void IoWorker::OnFlushEvent(evutil_socket_t, short, void* arg) { static_cast<IoWorker*>(arg)->FlushPending(); }
+
+void IoWorker::FlushPending() {
+  flush_event_active_ = false;
+  // Flushing may schedule more (e.g. a close that writes a last line); take
+  // the list as it is now and let the next event handle anything new.
+  std::vector<Connection*> batch;
+  batch.swap(pending_flush_);
+  for (Connection* c : batch) {
+    c->FlushFromAnyThread();
+    c->Unref();
+  }
+  if (pending_flush_.empty()) {
+    batch.clear();
+    pending_flush_.swap(batch);  // reuse the allocation
+  }
+}
+
+void IoWorker::Sweep() {
+  const int64_t now = loop_.now_ms();
+  match_cache_.PurgeIfStale();
+  ForEachConnection([now](Connection* c) {
+    RefPtr<Connection> hold(c);
+    c->OnTick(now);
+  });
+}
+
+}  // namespace zmesh::server

@@ -1,0 +1,32 @@
+// zmesh-server: a forwarding node of the zmesh pub/sub mesh.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+
+#include <iostream>
+
+#include "server/flags.h"
+#include "server/server.h"
+#include "server/version.h"
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("zmesh-server [flags]: a zmesh forwarding node (NATS client protocol on --listen)");
+  gflags::SetVersionString(zmesh::server::kZmeshVersion);
+  FLAGS_logtostderr = true;  // glog: stderr unless --log_dir is given
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  if (!FLAGS_log_dir.empty()) FLAGS_logtostderr = false;
+  google::InitGoogleLogging(argv[0]);
+
+  zmesh::server::Options options;
+  std::string error;
+  if (!zmesh::server::OptionsFromFlags(&options, &error)) {
+    std::cerr << "zmesh-server: " << error << "\n";
+    return 2;
+  }
+  zmesh::server::Server server(options);
+  if (!server.Start(&error)) {
+    LOG(ERROR) << "cannot start: " << error;
+    return 1;
+  }
+  server.Run();
+  return 0;
+}

@@ -1,0 +1,21 @@
+#pragma once
+
+// A message on its way through the node: views into the publisher's input
+// buffer, valid for the duration of one Router call.
+
+#include <cstdint>
+#include <string_view>
+
+namespace zmesh::server {
+
+struct Message {
+  std::string_view subject;
+  std::string_view reply;
+  std::string_view payload;  // headers (if any) followed by the body
+  int64_t header_size = -1;  // bytes of headers at the start of payload; -1 = none
+
+  bool has_headers() const { return header_size >= 0; }
+  std::string_view body() const { return has_headers() ? payload.substr(static_cast<size_t>(header_size)) : payload; }
+};
+
+}  // namespace zmesh::server

@@ -1,0 +1,62 @@
+#pragma once
+
+// Everything that configures a zmesh-server node. Built from the command-line
+// flags in one place (flags.cc); libraries and tests take this struct.
+
+#include <cstdint>
+#include <string>
+
+namespace zmesh::server {
+
+struct HostPort {
+  std::string host;
+  int port = 0;
+  std::string ToString() const;
+};
+
+// Parses "host:port", "[v6]:port" or ":port" (host then empty). False on error.
+bool ParseHostPort(const std::string& text, HostPort* out);
+
+struct Options {
+  // Listeners.
+  HostPort listen{"0.0.0.0", 4222};
+  HostPort peer_listen{"0.0.0.0", 6222};
+  std::string advertise;     // host published in INFO and the znode; empty = derived
+  std::string http_listen;   // monitoring host:port; empty = off
+  std::string ports_file;    // write the bound ports here as JSON once listening
+
+  // Mesh.
+  std::string node_id;       // empty = generated
+  std::string zk;            // ZooKeeper connect string; empty = standalone
+  std::string zk_root = "/zmesh/default";
+  int zk_session_timeout_ms = 10000;
+  std::string zk_credentials_file;
+  std::string cluster_secret_file;
+  bool insecure_peers = false;
+
+  // Threads.
+  int threads = 0;  // 0 = number of cores
+
+  // Client limits (SPEC §1, §4).
+  int64_t max_payload = 1 << 20;
+  size_t max_control_line = 4096;
+  int max_connections = 65536;
+  int max_subs = 0;  // per connection; 0 = unlimited
+  int64_t auth_timeout_ms = 2000;
+  int64_t ping_interval_ms = 120000;
+  int max_pings_out = 2;
+  int64_t write_deadline_ms = 10000;
+  size_t max_pending_bytes = 64u << 20;
+
+  // Authentication.
+  std::string users_file;
+
+  // TLS.
+  std::string tls_cert, tls_key, tls_ca;
+  bool peer_tls = false;
+
+  // Identity.
+  std::string server_name;  // defaults to node_id
+};
+
+}  // namespace zmesh::server

@@ -1,0 +1,263 @@
+#include "server/outbound_buffer.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "server/event_loop.h"
+
+namespace zmesh::server {
+
+struct OutboundBuffer::Chunk {
+  Chunk* next;
+  uint32_t begin;     // first unwritten byte
+  uint32_t end;       // one past the last appended byte
+  uint32_t capacity;
+  uint32_t pool_class;  // 0 small, 1 large, 2 oversized (never pooled)
+  char* data() { return reinterpret_cast<char*>(this + 1); }
+};
+
+namespace {
+
+// A reply such as INFO or PONG fits the small class; streams move to the large one.
+constexpr size_t kSmallChunkBytes = 4096;
+constexpr size_t kLargeChunkBytes = 64 * 1024;
+constexpr size_t kPoolLimitPerClass = 32;  // per thread
+constexpr int kMaxIov = 64;
+// A writer stops after this many writev rounds fed by concurrent appends, so
+// that fan-in cannot pin one publisher's loop; the owner loop takes over.
+constexpr int kMaxWriteRounds = 4;
+
+// Freed chunks are kept per thread (lock-free) for the next allocation.
+struct ChunkPool {
+  std::vector<void*> free[2];
+  ~ChunkPool() {
+    for (auto& list : free) {
+      for (void* p : list) ::operator delete(p);
+    }
+  }
+};
+thread_local ChunkPool t_pool;
+
+}  // namespace
+
+OutboundBuffer::Chunk* OutboundBuffer::NewChunk(size_t min_capacity, bool first) {
+  const size_t header = sizeof(Chunk);
+  uint32_t cls;
+  size_t bytes;
+  if (first && min_capacity + header <= kSmallChunkBytes) {
+    cls = 0, bytes = kSmallChunkBytes;
+  } else if (min_capacity + header <= kLargeChunkBytes) {
+    cls = 1, bytes = kLargeChunkBytes;
+  } else {
+    cls = 2, bytes = min_capacity + header;
+  }
+  void* mem;
+  if (cls < 2 && !t_pool.free[cls].empty()) {
+    mem = t_pool.free[cls].back();
+    t_pool.free[cls].pop_back();
+  } else {
+    mem = ::operator new(bytes);
+  }
+  auto* c = static_cast<Chunk*>(mem);
+  c->next = nullptr;
+  c->begin = c->end = 0;
+  c->capacity = static_cast<uint32_t>(bytes - header);
+  c->pool_class = cls;
+  return c;
+}
+
+void OutboundBuffer::FreeChunk(Chunk* chunk) {
+  if (chunk->pool_class < 2 && t_pool.free[chunk->pool_class].size() < kPoolLimitPerClass) {
+    t_pool.free[chunk->pool_class].push_back(chunk);
+  } else {
+    ::operator delete(chunk);
+  }
+}
+
+OutboundBuffer::~OutboundBuffer() {
+  FreeAllLocked();
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void OutboundBuffer::FreeAllLocked() {
+  while (head_ != nullptr) {
+    Chunk* next = head_->next;
+    FreeChunk(head_);
+    head_ = next;
+  }
+  tail_ = nullptr;
+  pending_ = 0;
+}
+
+void OutboundBuffer::CopyIn(const char* data, size_t n) {
+  while (n > 0) {
+    if (tail_ == nullptr || tail_->end == tail_->capacity) {
+      Chunk* c = NewChunk(n, head_ == nullptr);
+      if (tail_ == nullptr) {
+        head_ = tail_ = c;
+      } else {
+        tail_->next = c;
+        tail_ = c;
+      }
+    }
+    const size_t k = std::min<size_t>(n, tail_->capacity - tail_->end);
+    std::memcpy(tail_->data() + tail_->end, data, k);
+    tail_->end += static_cast<uint32_t>(k);
+    data += k;
+    n -= k;
+  }
+}
+
+OutboundBuffer::AppendResult OutboundBuffer::Append(const std::string_view* pieces, size_t count,
+                                                    size_t payload_bytes, bool is_message) {
+  size_t total = 0;
+  for (size_t i = 0; i < count; ++i) total += pieces[i].size();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) return AppendResult::kClosed;
+  if (pending_ + total > max_pending_) return AppendResult::kOverLimit;
+  for (size_t i = 0; i < count; ++i) CopyIn(pieces[i].data(), pieces[i].size());
+  pending_ += total;
+  if (is_message) {
+    ++out_msgs_;
+    out_bytes_ += payload_bytes;
+  }
+  if (flush_scheduled_ || writing_ || blocked_) return AppendResult::kQueued;
+  flush_scheduled_ = true;
+  return AppendResult::kQueuedNeedsFlush;
+}
+
+int OutboundBuffer::FillIov(iovec* iov, int max_iov, size_t* total) const {
+  int n = 0;
+  *total = 0;
+  for (Chunk* c = head_; c != nullptr && n < max_iov; c = c->next) {
+    if (c->end == c->begin) continue;
+    iov[n].iov_base = c->data() + c->begin;
+    iov[n].iov_len = c->end - c->begin;
+    *total += iov[n].iov_len;
+    ++n;
+  }
+  return n;
+}
+
+void OutboundBuffer::Consume(size_t n) {
+  pending_ -= n;
+  while (n > 0 && head_ != nullptr) {
+    const size_t k = std::min<size_t>(n, head_->end - head_->begin);
+    head_->begin += static_cast<uint32_t>(k);
+    n -= k;
+    if (head_->begin == head_->end) {
+      Chunk* next = head_->next;
+      FreeChunk(head_);
+      head_ = next;
+      if (head_ == nullptr) tail_ = nullptr;
+    }
+  }
+}
+
+OutboundBuffer::FlushResult OutboundBuffer::WriteLocked(std::unique_lock<std::mutex>& lock) {
+  for (int round = 0;; ++round) {
+    if (closed_) {
+      writing_ = false;
+      if (close_fd_after_write_) {
+        FreeAllLocked();
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+      }
+      return FlushResult::kClosed;
+    }
+    iovec iov[kMaxIov];
+    size_t total = 0;
+    const int count = FillIov(iov, kMaxIov, &total);
+    if (count == 0) {
+      writing_ = false;
+      blocked_since_ms_ = -1;
+      return FlushResult::kDone;
+    }
+    if (round == kMaxWriteRounds) {
+      // More keeps arriving: hand the rest to whoever the caller picks (the owner).
+      writing_ = false;
+      flush_scheduled_ = true;
+      return FlushResult::kBlocked;
+    }
+    const int fd = fd_;  // stable: only changed under mu_ while no writer is active
+    lock.unlock();
+    const ssize_t n = ::writev(fd, iov, count);
+    const int err = errno;
+    lock.lock();
+    if (n > 0) Consume(static_cast<size_t>(n));
+    if (closed_ || (n < 0 && err == EINTR)) continue;  // the loop top finishes a close
+    if (n < 0 && err != EAGAIN) {
+      writing_ = false;
+      return FlushResult::kError;
+    }
+    if (n < 0 || static_cast<size_t>(n) < total) {
+      writing_ = false;
+      blocked_ = true;
+      if (n > 0 || blocked_since_ms_ < 0) blocked_since_ms_ = MonotonicMs();
+      return FlushResult::kBlocked;
+    }
+  }
+}
+
+OutboundBuffer::FlushResult OutboundBuffer::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  flush_scheduled_ = false;
+  if (closed_) return FlushResult::kClosed;
+  if (writing_ || blocked_) return FlushResult::kDone;
+  writing_ = true;
+  return WriteLocked(lock);
+}
+
+OutboundBuffer::FlushResult OutboundBuffer::OnWritable() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (closed_) return FlushResult::kClosed;
+  blocked_ = false;
+  flush_scheduled_ = false;
+  if (writing_) return FlushResult::kDone;
+  writing_ = true;
+  return WriteLocked(lock);
+}
+
+void OutboundBuffer::CloseSocket() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  if (writing_) {
+    close_fd_after_write_ = true;
+    return;
+  }
+  FreeAllLocked();
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+int64_t OutboundBuffer::blocked_since_ms() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return blocked_ ? blocked_since_ms_ : -1;
+}
+
+size_t OutboundBuffer::pending_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pending_;
+}
+
+uint64_t OutboundBuffer::out_msgs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return out_msgs_;
+}
+
+uint64_t OutboundBuffer::out_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return out_bytes_;
+}
+
+void OutboundBuffer::set_max_pending(size_t max_pending) {
+  std::lock_guard<std::mutex> lock(mu_);
+  max_pending_ = max_pending;
+}
+
+}  // namespace zmesh::server

@@ -1,0 +1,112 @@
+#pragma once
+
+// The bytes waiting to be written to one socket, and the socket's write side.
+//
+// Threading: any thread may Append (a publisher fanning out on its own loop)
+// and Flush (the same publisher at the end of its read batch): appends are
+// serialised by a short lock, and at most one thread at a time is inside
+// writev() (writing_), so bytes leave in the order they were appended. When
+// the socket would block, the buffer enters the blocked state and only the
+// owning loop writes again, on EV_WRITE (OnWritable). The fd is closed by
+// CloseSocket() on the owner thread, or, if another thread is inside writev()
+// at that moment, by that thread as soon as it returns, so an fd number is
+// never reused under a writer.
+//
+// Memory: chunks are allocated on demand and freed (to a small per-thread
+// pool) as soon as they are written, so an idle connection holds none. The
+// total is capped by max_pending; an append beyond it is refused and the
+// caller treats the connection as a slow consumer.
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <mutex>
+#include <string_view>
+
+namespace zmesh::server {
+
+class OutboundBuffer {
+ public:
+  enum class AppendResult : uint8_t {
+    kQueued,            // someone will write it
+    kQueuedNeedsFlush,  // the caller must arrange a Flush (first append since the last one)
+    kOverLimit,         // refused: max_pending would be exceeded (slow consumer)
+    kClosed,            // refused: the connection is closing
+  };
+  enum class FlushResult : uint8_t {
+    kDone,     // everything appended so far is written, or another writer has it
+    kBlocked,  // the owner loop must carry on, on EV_WRITE: the socket is full, or
+               // concurrent appends kept this writer busy for too long
+    kError,    // write failed (peer gone); the owner must close the connection
+    kClosed,
+  };
+
+  OutboundBuffer(int fd, size_t max_pending) : fd_(fd), max_pending_(max_pending) {}
+  ~OutboundBuffer();
+  OutboundBuffer(const OutboundBuffer&) = delete;
+  OutboundBuffer& operator=(const OutboundBuffer&) = delete;
+
+  // Appends the concatenation of `pieces` atomically, counting one message
+  // with `payload_bytes` of payload when that is non-zero or `is_message`.
+  // Protocol replies (PONG, +OK, -ERR) count against max_pending too: a client
+  // that never reads cannot grow them without bound. Any thread.
+  AppendResult Append(const std::string_view* pieces, size_t count, size_t payload_bytes, bool is_message);
+  AppendResult AppendControl(std::string_view bytes) { return Append(&bytes, 1, 0, false); }
+  AppendResult AppendControl(std::initializer_list<std::string_view> pieces) {
+    return Append(pieces.begin(), pieces.size(), 0, false);
+  }
+
+  // Writes what it can without blocking. Any thread; a no-op returning kDone
+  // when another thread is writing or the owner waits for EV_WRITE.
+  FlushResult Flush();
+  // Owner thread, on EV_WRITE: leaves the blocked state and writes.
+  FlushResult OnWritable();
+
+  // Refuses further appends and drops what is queued. Owner thread. Closes
+  // the fd now, or lets the writer inside writev() close it.
+  void CloseSocket();
+
+  // Owner thread: how long (ms, monotonic) the socket has been blocked
+  // without progress, or -1 when it is not blocked.
+  int64_t blocked_since_ms() const;
+
+  size_t pending_bytes() const;
+  uint64_t out_msgs() const;
+  uint64_t out_bytes() const;
+  void set_max_pending(size_t max_pending);
+
+ private:
+  struct Chunk;
+  static Chunk* NewChunk(size_t min_capacity, bool first);
+  static void FreeChunk(Chunk* chunk);
+
+  // Requires mu_. Copies bytes to the tail, allocating chunks as needed.
+  void CopyIn(const char* data, size_t n);
+  // Requires mu_. Fills iov from the queued chunks; returns the count.
+  int FillIov(iovec* iov, int max_iov, size_t* total) const;
+  // Requires mu_. Drops `n` written bytes from the head.
+  void Consume(size_t n);
+  // The write loop shared by Flush and OnWritable; entered with mu_ held
+  // and writing_ set.
+  FlushResult WriteLocked(std::unique_lock<std::mutex>& lock);
+  void FreeAllLocked();
+
+  mutable std::mutex mu_;
+  int fd_;                      // -1 once closed
+  size_t max_pending_;
+  Chunk* head_ = nullptr;
+  Chunk* tail_ = nullptr;
+  size_t pending_ = 0;
+  uint64_t out_msgs_ = 0;
+  uint64_t out_bytes_ = 0;
+  int64_t blocked_since_ms_ = -1;
+  bool flush_scheduled_ = false;  // a Flush is arranged; further appends need not ask
+  bool writing_ = false;          // a thread is between FillIov and Consume
+  bool blocked_ = false;          // EAGAIN: only OnWritable writes
+  bool closed_ = false;
+  bool close_fd_after_write_ = false;
+};
+
+}  // namespace zmesh::server

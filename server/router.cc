@@ -1,0 +1,172 @@
+#include "server/router.h"
+
+#include <algorithm>
+#include <random>
+#include <string>
+
+#include "auth/permissions.h"
+#include "server/client_connection.h"
+#include "server/io_worker.h"
+#include "server/server_context.h"
+#include "server/subject_index.h"
+#include "server/subscription.h"
+
+namespace zmesh::server {
+namespace {
+
+// xoshiro128+ per thread: group member choice needs speed, not secrecy.
+class FastRandom {
+ public:
+  FastRandom() {
+    std::random_device rd;
+    for (auto& s : s_) s = (static_cast<uint64_t>(rd()) << 32) | rd();
+  }
+  uint64_t Next() {
+    const uint64_t s0 = s_[0];
+    uint64_t s1 = s_[1];
+    const uint64_t result = s0 + s1;
+    s1 ^= s0;
+    s_[0] = ((s0 << 55) | (s0 >> 9)) ^ s1 ^ (s1 << 14);
+    s_[1] = (s1 << 36) | (s1 >> 28);
+    return result;
+  }
+  // Uniform in [0, n) (Lemire's multiply-shift; the bias is negligible for
+  // member counts far below 2^32).
+  uint64_t Below(uint64_t n) { return static_cast<uint64_t>((static_cast<unsigned __int128>(Next()) * n) >> 64); }
+
+ private:
+  uint64_t s_[2];
+};
+thread_local FastRandom t_random;
+
+// The wire form of one message, built once per publish; only the sid differs
+// between subscribers. HMSG for clients that speak headers, MSG (headers
+// stripped) for those that do not.
+class MsgFrame {
+ public:
+  explicit MsgFrame(const Message& m) : m_(m) {}
+
+  // Fills `out` (7 entries) for one subscriber; returns the piece count.
+  size_t Pieces(bool headers_capable, std::string_view sid, std::string_view* out) {
+    const bool hmsg = headers_capable && m_.has_headers();
+    std::string& tail = hmsg ? hmsg_tail_ : msg_tail_;
+    if (tail.empty()) BuildTail(hmsg, &tail);
+    out[0] = hmsg ? std::string_view("HMSG ") : std::string_view("MSG ");
+    out[1] = m_.subject;
+    out[2] = " ";
+    out[3] = sid;
+    out[4] = tail;
+    out[5] = hmsg ? m_.payload : m_.body();
+    out[6] = "\r\n";
+    return 7;
+  }
+
+  size_t payload_size(bool headers_capable) const {
+    return (headers_capable && m_.has_headers()) ? m_.payload.size() : m_.body().size();
+  }
+
+ private:
+  void BuildTail(bool hmsg, std::string* tail) const {
+    if (!m_.reply.empty()) {
+      *tail += ' ';
+      tail->append(m_.reply);
+    }
+    *tail += ' ';
+    if (hmsg) {
+      *tail += std::to_string(m_.header_size);
+      *tail += ' ';
+      *tail += std::to_string(m_.payload.size());
+    } else {
+      *tail += std::to_string(m_.body().size());
+    }
+    *tail += "\r\n";
+  }
+
+  const Message& m_;
+  std::string msg_tail_;
+  std::string hmsg_tail_;
+};
+
+bool Deliver(IoWorker* worker, Subscription* sub, MsgFrame& frame, const Message& msg) {
+  if (sub->closed()) return false;
+  auto* client = static_cast<ClientConnection*>(sub->owner());
+  const uint64_t max = sub->max_msgs();
+  const uint64_t n = sub->CountDelivery();
+  if (max != 0) {
+    if (n > max) return false;
+    if (n == max) client->PostAutoUnsubscribe(sub);
+  }
+  if (const auth::Permissions* perms = client->permissions();
+      perms != nullptr && !perms->unrestricted() && perms->NeedsDeliveryFilter(sub->subject()) &&
+      perms->DeniesDelivery(msg.subject)) {
+    return false;
+  }
+  const bool headers = client->headers_supported();
+  std::string_view pieces[7];
+  const size_t count = frame.Pieces(headers, sub->sid(), pieces);
+  const size_t payload = frame.payload_size(headers);
+  switch (client->out().Append(pieces, count, payload, true)) {
+    case OutboundBuffer::AppendResult::kQueuedNeedsFlush:
+      worker->ScheduleFlush(client);
+      [[fallthrough]];
+    case OutboundBuffer::AppendResult::kQueued:
+      worker->stats().Add(worker->stats().out_msgs, 1);
+      worker->stats().Add(worker->stats().out_bytes, payload);
+      return true;
+    case OutboundBuffer::AppendResult::kOverLimit:
+      client->RequestClose(CloseReason::kSlowConsumerPendingBytes);
+      return false;
+    case OutboundBuffer::AppendResult::kClosed:
+      return false;
+  }
+  return false;
+}
+
+// May `sub` take a message from `source`?
+bool Eligible(const Subscription* sub, const ClientConnection* source) {
+  if (sub->closed()) return false;
+  return sub->remote() || sub->owner() != source || source->echo();
+}
+
+}  // namespace
+
+bool Router::DeliverToClient(IoWorker* worker, Subscription* sub, const Message& msg) {
+  MsgFrame frame(msg);
+  return Deliver(worker, sub, frame, msg);
+}
+
+bool Router::PublishFromClient(IoWorker* worker, ClientConnection* source, const Message& msg) {
+  const MatchResult* result = worker->match_cache().Lookup(msg.subject);
+  MsgFrame frame(msg);
+  bool delivered = false;
+
+  for (Subscription* sub : result->plain) {
+    if (!Eligible(sub, source)) continue;
+    delivered |= Deliver(worker, sub, frame, msg);
+  }
+
+  for (const MatchResult::Group& group : result->groups) {
+    // Uniform over all members: each entry counts with its weight (a remote
+    // entry stands for that node's members).
+    const uint64_t x = t_random.Below(group.total_weight);
+    const size_t start = static_cast<size_t>(
+        std::upper_bound(group.cumulative_weight.begin(), group.cumulative_weight.end(), x) -
+        group.cumulative_weight.begin());
+    const size_t n = group.members.size();
+    // If the pick cannot take it (gone, or our own with echo off, or a slow
+    // consumer), the next member in order does, as nats-server does.
+    for (size_t k = 0; k < n; ++k) {
+      Subscription* sub = group.members[(start + k) % n];
+      if (!Eligible(sub, source)) continue;
+      if (Deliver(worker, sub, frame, msg)) {
+        delivered = true;
+        break;
+      }
+    }
+  }
+
+  if (!delivered && !msg.reply.empty() && source->no_responders()) source->SendNoResponders(msg.reply);
+  return delivered;
+}
+
+}  // namespace zmesh::server

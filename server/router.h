@@ -1,0 +1,44 @@
+#pragma once
+
+// Fan-out: given a published message, find the matching subscriptions and
+// append the message to each subscriber's outbound buffer (one copy per plain
+// subscription, one member per matching queue group), and hand it to each
+// peer node with matching interest, once.
+//
+// Nothing here blocks or writes to a socket: subscribers that received data
+// are scheduled on the publishing worker and flushed once per loop
+// iteration. A subscriber over its pending-bytes limit is closed as a slow
+// consumer instead of slowing the publisher.
+//
+// Threading: called on the publisher's worker thread; uses that worker's
+// match cache. Stateless otherwise, so every worker uses the same Router.
+
+#include <cstdint>
+#include <string_view>
+
+#include "server/message.h"
+
+namespace zmesh::server {
+
+struct ServerContext;
+class IoWorker;
+class ClientConnection;
+class Subscription;
+struct MatchResult;
+
+class Router {
+ public:
+  explicit Router(ServerContext* ctx) : ctx_(ctx) {}
+
+  // A message from a local client. Returns true if it reached anyone.
+  bool PublishFromClient(IoWorker* worker, ClientConnection* source, const Message& msg);
+
+  // Delivers `msg` to one subscription of a local client (also used for the
+  // no-responders status). Returns true if it was queued.
+  bool DeliverToClient(IoWorker* worker, Subscription* sub, const Message& msg);
+
+ private:
+  ServerContext* const ctx_;
+};
+
+}  // namespace zmesh::server

@@ -1,0 +1,45 @@
+#pragma once
+
+// What every connection of a node shares: the options, the subject index, the
+// router, authentication and the INFO line. Owned by Server; outlives every
+// connection.
+//
+// Threading: the members are either immutable after start-up or thread safe
+// themselves (see each type); any thread may use them.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "auth/authenticator.h"
+#include "server/info_builder.h"
+#include "server/options.h"
+#include "server/router.h"
+#include "server/subject_index.h"
+
+namespace zmesh::server {
+
+class IoWorker;
+class InterestObserver;
+
+struct ServerContext {
+  explicit ServerContext(const Options& opts, InfoStatic info)
+      : options(opts), info(std::move(info)), router(this) {}
+
+  const Options options;
+  std::string node_id;
+  SubjectIndex index;
+  InfoBuilder info;
+  Router router;
+  std::unique_ptr<auth::Authenticator> authenticator;  // null: no users file
+  InterestObserver* interest = nullptr;                // null: standalone node
+
+  std::atomic<int> client_count{0};
+  std::atomic<uint64_t> next_client_id{1};
+  std::atomic<uint64_t> total_connections{0};
+  std::atomic<uint64_t> auth_failures{0};
+};
+
+}  // namespace zmesh::server
