@@ -1,0 +1,148 @@
+#pragma once
+
+// Checks CONNECT credentials against the users file without ever running a
+// slow hash on an I/O thread.
+//
+// Verify() queues the check for a small pool of worker threads and returns
+// at once; the worker calls `done`, and the server posts the result back to
+// the connection's event loop. The queue is bounded: past it, requests fail
+// (kOverloaded) instead of piling up, so a login flood costs bounded memory
+// and at most `workers` cores.
+//
+// Credentials that verified recently are served from a CredentialCache (no
+// slow hash), so a reconnect storm of the same users stays cheap. An unknown
+// user costs one slow hash too, against a dummy hash, so that response times
+// do not tell which user names exist.
+//
+// The users table can be replaced at run time (SIGHUP -> Reload()); readers
+// always see either the old or the new table, whole, and the cache is
+// emptied with every successful reload.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "auth/credential_cache.h"
+#include "auth/permissions.h"
+#include "auth/users_file.h"
+
+namespace zmesh::auth {
+
+enum class AuthStatus {
+  kOk,
+  kBadCredentials,  // unknown user or wrong password; the client is told neither
+  kOverloaded,      // the queue of pending checks was full
+  kShuttingDown,    // Shutdown() had begun
+};
+
+struct AuthResult {
+  AuthStatus status = AuthStatus::kBadCredentials;
+  std::string user;
+  std::shared_ptr<const Permissions> permissions;  // set exactly when ok()
+  bool from_cache = false;
+  bool ok() const { return status == AuthStatus::kOk; }
+};
+
+struct AuthStats {
+  uint64_t ok = 0;
+  uint64_t bad_password = 0;
+  uint64_t unknown_user = 0;
+  uint64_t overloaded = 0;
+  uint64_t cache_hits = 0;  // included in ok
+};
+
+class Authenticator {
+ public:
+  struct Options {
+    std::string users_file;
+    int workers = 2;                      // clamped to [1, 4]
+    size_t max_queue = 1024;              // checks waiting for a worker; beyond: kOverloaded
+    size_t cache_capacity = 4096;         // verified credentials remembered; 0 = no cache
+    std::chrono::seconds cache_ttl{600};  // how long one verification is trusted
+  };
+
+  // Loads options.users_file (an error if it cannot be read or parsed) and
+  // starts the workers. Any thread.
+  static absl::StatusOr<std::unique_ptr<Authenticator>> Create(Options options);
+
+  // Shutdown().
+  ~Authenticator();
+
+  Authenticator(const Authenticator&) = delete;
+  Authenticator& operator=(const Authenticator&) = delete;
+
+  // Checks `password` for `user` and calls `done` exactly once. Safe to call
+  // from any thread, never blocks on a hash: only an HMAC and a mutex.
+  //  - Normally `done` runs on a worker thread, possibly before Verify has
+  //    returned; it must not block for long (post the result to a loop) and
+  //    must not call Shutdown() or destroy the Authenticator.
+  //  - When the request is refused up front (queue full: kOverloaded;
+  //    shutting down: kShuttingDown), `done` runs on the calling thread
+  //    before Verify returns.
+  // The password is wiped from memory once checked.
+  void Verify(std::string user, std::string password, std::function<void(AuthResult)> done);
+
+  // Re-reads the users file. On success the new table replaces the old one
+  // and the cache is emptied; on error the old table stays in force and the
+  // error (file:line: reason) is returned and logged. Safe to call from any
+  // thread; concurrent calls are serialised. Slow-ish (file I/O): call it off
+  // the I/O threads, e.g. from the thread that handles SIGHUP.
+  absl::Status Reload();
+
+  // Stops accepting requests, completes queued ones with kShuttingDown
+  // without hashing, and joins the workers. Idempotent. Any thread except a
+  // worker (i.e. not from a `done` callback).
+  void Shutdown();
+
+  // The table in force. Any thread; the snapshot stays valid while held.
+  std::shared_ptr<const UsersTable> table() const;
+
+  // Counters since creation. Any thread.
+  AuthStats stats() const;
+
+ private:
+  struct Job {
+    std::string user;
+    std::string password;
+    CredentialCache::Key key;
+    std::shared_ptr<const Permissions> cached;  // set: a cache hit, no hash to compute
+    std::function<void(AuthResult)> done;
+  };
+
+  Authenticator(Options options, std::shared_ptr<const UsersTable> table);
+  void WorkerLoop();
+  AuthResult Check(Job& job);
+
+  const Options options_;
+  CredentialCache cache_;
+
+  mutable std::mutex mu_;  // guards the fields below; taken before cache_'s own lock
+  std::condition_variable cv_;
+  std::shared_ptr<const UsersTable> table_;
+  std::deque<Job> hits_;     // cache hits, delivered first: they cost nothing
+  std::deque<Job> pending_;  // need the slow hash
+  bool stopping_ = false;
+
+  std::mutex reload_mu_;    // serialises Reload()
+  std::mutex shutdown_mu_;  // serialises joining
+  std::vector<std::thread> workers_;
+
+  std::atomic<uint64_t> ok_{0};
+  std::atomic<uint64_t> bad_password_{0};
+  std::atomic<uint64_t> unknown_user_{0};
+  std::atomic<uint64_t> overloaded_{0};
+  std::atomic<uint64_t> cache_hits_{0};
+};
+
+}  // namespace zmesh::auth
