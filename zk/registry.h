@@ -35,7 +35,8 @@ std::string EncodeNodeInfo(const NodeInfo& node);
 // nullopt when the data is not valid JSON or lacks id/client_url/peer_url.
 std::optional<NodeInfo> DecodeNodeInfo(std::string_view json);
 
-// Runs a task on the owner's thread. Must be safe to call from any thread.
+// Runs a task on the owner's thread. Must be safe to call from any thread, and
+// must run tasks in the order they were posted (events depend on it).
 using Executor = std::function<void(std::function<void()>)>;
 
 struct RegistryOptions {
@@ -52,14 +53,18 @@ enum class SessionState {
   kConnecting,  // no session yet
   kConnected,   // session established (or re-established after expiry)
   kSuspended,   // connection lost; keep going with the last known membership
-  kExpired,     // session expired; a new one is being created
+  kExpired,     // session expired (or counted as lost after the session timeout
+                // without a connection); a new one is being created. The last
+                // membership is still reported; registered() is false until the
+                // znode is re-created.
 };
 
 class Registry {
  public:
   struct Listener {
     // The full current member list (including this node once registered),
-    // after every change. Always called on the owner thread.
+    // after every change; the first list as soon as it was read, even if it
+    // is empty. Always called on the owner thread.
     std::function<void(const std::vector<NodeInfo>&)> on_members;
     std::function<void(SessionState)> on_session;
   };
