@@ -37,7 +37,15 @@ std::vector<std::string_view> Fields(std::string_view line) {
   return fields;
 }
 
-std::string Quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string Quoted(std::string_view s) {
+  // Built piecewise: GCC 12 at -O3 reports a false -Wrestrict for "\"" + string.
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  out.append(s);
+  out += '"';
+  return out;
+}
 
 absl::Status Invalid(const std::string& message) { return absl::InvalidArgumentError(message); }
 

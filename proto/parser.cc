@@ -242,6 +242,9 @@ ParseStatus Parser::Next(std::string_view* input, Op* op) {
         const size_t take = std::min(want - msg_buf_.size(), input->size());
         msg_buf_.append(input->data(), take);
         input->remove_prefix(take);
+        if (msg_buf_.size() == want - 1 && msg_buf_[want - 2] != '\r') {
+          return Fail(ParseError::kUnknownOp, std::string_view(msg_buf_).substr(want - 2));
+        }
         if (msg_buf_.size() < want) break;
         if (msg_buf_[want - 2] != '\r' || msg_buf_[want - 1] != '\n') {
           return Fail(ParseError::kUnknownOp, std::string_view(msg_buf_).substr(want - 2));
@@ -300,6 +303,10 @@ ParseStatus Parser::FinishArg(std::string_view arg, std::string_view* input, Op*
 
   // Zero-copy when the whole payload and its CRLF are already here.
   const size_t want = static_cast<size_t>(payload_size_) + 2;
+  // nats-server rejects a wrong byte after the payload as soon as it arrives.
+  if (input->size() == want - 1 && (*input)[want - 2] != '\r') {
+    return Fail(ParseError::kUnknownOp, input->substr(want - 2));
+  }
   if (input->size() >= want) {
     if ((*input)[want - 2] != '\r' || (*input)[want - 1] != '\n') {
       return Fail(ParseError::kUnknownOp, input->substr(want - 2, kErrorContextBytes));

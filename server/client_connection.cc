@@ -3,9 +3,11 @@
 #include <glog/logging.h>
 
 #include <cctype>
+#include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "auth/authenticator.h"
+#include "auth/users_file.h"
 #include "auth/permissions.h"
 #include "proto/subject.h"
 #include "server/interest_observer.h"
@@ -80,7 +82,10 @@ void ClientConnection::OnStart() {
   SendControl(ctx_->info.ForClient(id(), remote_ip_));
 }
 
-void ClientConnection::SendInfo(std::string_view info_line) { SendControl(info_line); }
+void ClientConnection::SendInfo(std::string_view info_line) {
+  // nats-server sends INFO updates only to clients that said they take them.
+  if (connect_received_ && protocol_ >= 1 && !auth_pending_) SendControl(info_line);
+}
 
 void ClientConnection::SendErr(std::string_view text) { SendControl({"-ERR '", text, "'\r\n"}); }
 
@@ -97,6 +102,11 @@ void ClientConnection::OnInput(std::string_view data) {
     return;
   }
   Process(data);
+  if (pushback_) {
+    RefPtr<Connection> consumer = std::move(pushback_);
+    pushback_ = RefPtr<Connection>();
+    worker()->StallProducer(this, consumer.get());
+  }
 }
 
 void ClientConnection::Process(std::string_view in) {
@@ -118,7 +128,7 @@ void ClientConnection::Process(std::string_view in) {
     if (auth_pending_ && !closing()) {
       // The rest waits for the verdict on the credentials.
       paused_input_.assign(in.data(), in.size());
-      PauseReading();
+      PauseReading(kPauseAuth);
       return;
     }
   }
@@ -182,6 +192,7 @@ void ClientConnection::HandleOp(const proto::Op& op) {
 
 void ClientConnection::HandleConnect(std::string_view json_text) {
   nlohmann::json j = nlohmann::json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_null() && !j.is_discarded()) j = nlohmann::json::object();  // Go decodes `null` as "no change"
   if (!j.is_object()) {
     Close(CloseReason::kProtocolViolation, /*flush=*/true);
     return;
@@ -212,6 +223,7 @@ void ClientConnection::HandleConnect(std::string_view json_text) {
   lang_ = get_str("lang");
   version_ = get_str("version");
   const int64_t protocol = fields.contains("protocol") ? fields["protocol"].get<int64_t>() : 0;
+  protocol_ = protocol;
   const bool wants_account = !get_str("account").empty() || get_bool("new_account", false);
   connect_received_ = true;
 
@@ -234,7 +246,7 @@ void ClientConnection::HandleConnect(std::string_view json_text) {
           c->ErrAndClose("Authorization Violation", CloseReason::kAuthenticationViolation);
           return;
         }
-        c->permissions_ = result->permissions;
+        c->SetPermissions(result->permissions);
         if (protocol < 0 || protocol > 1) {
           c->ErrAndClose("invalid client protocol", CloseReason::kBadClientProtocolVersion);
           return;
@@ -243,7 +255,7 @@ void ClientConnection::HandleConnect(std::string_view json_text) {
         if (c->closing()) return;
         std::string input;
         input.swap(c->paused_input_);
-        c->ResumeReading();
+        c->ResumeReading(kPauseAuth);
         c->Process(input);
       });
     });
@@ -330,6 +342,32 @@ void ClientConnection::RemoveSubscription(Subscription* sub) {
   sub->Unref();
 }
 
+void ClientConnection::SetPermissions(std::shared_ptr<const auth::Permissions> permissions) {
+  if (permissions_) retired_permissions_.push_back(permissions_);
+  permissions_ = std::move(permissions);
+  permissions_view_.store(permissions_.get(), std::memory_order_release);
+}
+
+void ClientConnection::OnUsersReloaded(const auth::UsersTable& table) {
+  if (!auth_required_ || !connect_received_ || auth_pending_ || closing()) return;
+  const auth::UserEntry* entry = table.Find(user_);
+  if (entry == nullptr) {
+    LOG(INFO) << "cid=" << id() << " user '" << user_ << "' is no longer in the users file; disconnecting";
+    Close(CloseReason::kAuthenticationViolation, /*flush=*/true);
+    return;
+  }
+  if (entry->permissions == permissions_) return;
+  SetPermissions(entry->permissions);
+  std::vector<Subscription*> refused;
+  for (auto& [sid, sub] : subs_) {
+    if (!permissions_->CanSubscribe(sub->subject())) refused.push_back(sub);
+  }
+  for (Subscription* sub : refused) {
+    SendErr(auth::SubscribeViolationText(sub->subject(), sub->queue()));
+    RemoveSubscription(sub);
+  }
+}
+
 void ClientConnection::PostAutoUnsubscribe(Subscription* sub) {
   sub->Ref();
   RefPtr<ClientConnection> self(this);
@@ -383,6 +421,25 @@ void ClientConnection::OnClose(CloseReason reason) {
   const size_t subs = subs_.size();
   subs_.clear();
   ctx_->client_count.fetch_sub(1, std::memory_order_relaxed);
+  ClosedConnection closed;
+  closed.cid = id();
+  closed.ip = remote_ip_;
+  closed.port = remote_port_;
+  closed.start_unix_ms = created_unix_ms();
+  closed.stop_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  closed.reason = std::string(CloseReasonText(reason));
+  closed.name = name_;
+  closed.lang = lang_;
+  closed.version = version_;
+  closed.user = user_;
+  closed.in_msgs = in_msgs();
+  closed.in_bytes = in_bytes();
+  closed.out_msgs = out().out_msgs();
+  closed.out_bytes = out().out_bytes();
+  closed.subscriptions = subs;
+  ctx_->closed.Add(std::move(closed));
   LOG(INFO) << "cid=" << id() << " " << remote_address() << (user_.empty() ? "" : " user=" + user_)
             << (name_.empty() ? "" : " name=" + name_) << " closed: " << CloseReasonText(reason) << " (subs=" << subs
             << " in_msgs=" << in_msgs() << " out_msgs=" << out().out_msgs() << ")";

@@ -18,12 +18,14 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proto/parser.h"
 #include "server/connection.h"
 
 namespace zmesh::auth {
 class Permissions;
+class UsersTable;
 struct AuthResult;
 }  // namespace zmesh::auth
 
@@ -38,7 +40,7 @@ class ClientConnection : public Connection {
 
   // Read by publishers on any thread.
   bool headers_supported() const { return headers_.load(std::memory_order_relaxed); }
-  const auth::Permissions* permissions() const { return permissions_.get(); }
+  const auth::Permissions* permissions() const { return permissions_view_.load(std::memory_order_acquire); }
 
   // Any thread: a delivery reached the subscription's auto-unsubscribe limit.
   void PostAutoUnsubscribe(Subscription* sub);
@@ -46,6 +48,12 @@ class ClientConnection : public Connection {
   // Owner thread (the publisher's own worker): the NATS 503 for a request
   // that reached nobody, delivered on the client's subscription to `reply`.
   void SendNoResponders(std::string_view reply);
+
+  // Owner thread, from the router: a delivery of ours left `consumer` behind;
+  // this client pauses after its current input (IoWorker::StallProducer).
+  void PushBackOn(Connection* consumer) {
+    if (!pushback_) pushback_ = RefPtr<Connection>(consumer);
+  }
 
   bool echo() const { return echo_; }
   bool no_responders() const { return no_responders_; }
@@ -58,8 +66,19 @@ class ClientConnection : public Connection {
   size_t subscription_count() const { return subs_.size(); }
   const std::string& remote_ip() const { return remote_ip_; }
   int remote_port() const { return remote_port_; }
+  // Added for /connz?subs=1 (owner thread): calls fn(const Subscription&)
+  // for each subscription; the caller includes server/subscription.h.
+  template <typename Fn>
+  void ForEachSubscription(Fn&& fn) const {
+    for (const auto& [sid, sub] : subs_) fn(*sub);
+  }
 
   void OnTick(int64_t now_ms) override;
+
+  // Owner thread, after SIGHUP reloaded the users file: like nats-server, a
+  // client whose user is gone is disconnected; the others get the new
+  // permissions, losing subscriptions these no longer allow.
+  void OnUsersReloaded(const auth::UsersTable& table);
 
   // Owner thread: re-send INFO (connect_urls or lame duck changed).
   void SendInfo(std::string_view info_line);
@@ -84,6 +103,7 @@ class ClientConnection : public Connection {
   void HandleSub(const proto::Op& op);
   void HandleUnsub(const proto::Op& op);
   void RemoveSubscription(Subscription* sub);
+  void SetPermissions(std::shared_ptr<const auth::Permissions> permissions);
   void SendErr(std::string_view text);
   void SendOk();
   void ErrAndClose(std::string_view text, CloseReason reason);
@@ -96,7 +116,14 @@ class ClientConnection : public Connection {
   proto::Parser parser_;
   // Subscriptions by sid; the key views the Subscription's own sid string.
   absl::flat_hash_map<std::string_view, Subscription*> subs_;
+  // The user's permissions. Publishers on other workers read them through
+  // permissions_view_; a reload swaps the pointer and keeps the previous set
+  // alive (retired) for the connection's lifetime, so a reader never sees
+  // freed memory.
   std::shared_ptr<const auth::Permissions> permissions_;
+  std::atomic<const auth::Permissions*> permissions_view_{nullptr};
+  std::vector<std::shared_ptr<const auth::Permissions>> retired_permissions_;
+  RefPtr<Connection> pushback_;  // the consumer to wait for after this input
   std::string paused_input_;  // input that arrived after a CONNECT being verified
   std::string user_, name_, lang_, version_;
   std::atomic<bool> headers_{false};
@@ -107,6 +134,7 @@ class ClientConnection : public Connection {
   bool pedantic_ = true;
   bool echo_ = true;
   bool no_responders_ = false;
+  int64_t protocol_ = 0;  // CONNECT "protocol": 1 = the client takes async INFO updates
   int pings_out_ = 0;
   int64_t last_ping_ms_ = 0;
 };

@@ -3,7 +3,9 @@
 #include <glog/logging.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 
 #include "server/event_loop.h"
 #include "server/io_worker.h"
@@ -27,6 +29,9 @@ Connection::Connection(Kind kind, IoWorker* worker, int fd, uint64_t id, std::st
       remote_address_(std::move(remote_address)),
       out_(fd, max_pending) {
   created_ms_ = last_read_ms_ = MonotonicMs();
+  created_unix_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
 }
 
 Connection::~Connection() {
@@ -48,7 +53,7 @@ void Connection::OnReadable(evutil_socket_t fd, short, void* arg) {
   Connection* c = self.get();
   IoWorker* w = c->worker_;
   c->last_read_ms_ = MonotonicMs();
-  for (int i = 0; i < kMaxReadsPerEvent && !c->closing_ && !c->reading_paused_; ++i) {
+  for (int i = 0; i < kMaxReadsPerEvent && !c->closing_ && !c->reading_paused(); ++i) {
     const ssize_t n = ::read(fd, w->read_buffer(), IoWorker::kReadBufferBytes);
     if (n > 0) {
       c->OnInput(std::string_view(w->read_buffer(), static_cast<size_t>(n)));
@@ -111,6 +116,27 @@ void Connection::HandleFlushResult(OutboundBuffer::FlushResult result) {
 
 void Connection::FlushFromAnyThread() { HandleFlushResult(out_.Flush()); }
 
+bool Connection::Enqueue(const std::string_view* pieces, size_t count, size_t payload_bytes, bool is_message,
+                         CloseReason on_overflow, size_t* pending_after) {
+  switch (out_.Append(pieces, count, payload_bytes, is_message, pending_after)) {
+    case OutboundBuffer::AppendResult::kQueuedNeedsFlush:
+      if (IoWorker* current = IoWorker::Current()) {
+        current->ScheduleFlush(this);
+      } else {
+        FlushFromAnyThread();
+      }
+      return true;
+    case OutboundBuffer::AppendResult::kQueued:
+      return true;
+    case OutboundBuffer::AppendResult::kOverLimit:
+      RequestClose(on_overflow);
+      return false;
+    case OutboundBuffer::AppendResult::kClosed:
+      return false;
+  }
+  return false;
+}
+
 void Connection::SendControl(std::string_view bytes) { SendControl({bytes}); }
 
 void Connection::SendControl(std::initializer_list<std::string_view> pieces) {
@@ -128,16 +154,26 @@ void Connection::SendControl(std::initializer_list<std::string_view> pieces) {
   }
 }
 
-void Connection::PauseReading() {
-  if (reading_paused_ || read_event_ == nullptr) return;
-  reading_paused_ = true;
-  event_del(read_event_);
+void Connection::PauseReading(PauseReason reason) {
+  if (closing_ || read_event_ == nullptr) return;
+  if (pause_reasons_ == 0) event_del(read_event_);
+  pause_reasons_ |= reason;
 }
 
-void Connection::ResumeReading() {
-  if (!reading_paused_ || closing_) return;
-  reading_paused_ = false;
-  event_add(read_event_, nullptr);
+void Connection::ResumeReading(PauseReason reason) {
+  if (closing_ || (pause_reasons_ & reason) == 0) return;
+  pause_reasons_ &= static_cast<uint8_t>(~reason);
+  if (pause_reasons_ == 0) event_add(read_event_, nullptr);
+}
+
+bool Connection::WriteStuck() const {
+  const int64_t blocked_since = out_.blocked_since_ms();
+  const int64_t stuck_after = std::min<int64_t>(1000, write_deadline_ms_ / 2);
+  return blocked_since >= 0 && MonotonicMs() - blocked_since >= stuck_after;
+}
+
+bool Connection::WantsBackpressure(size_t pending) const {
+  return pending > out_.backpressure_threshold() && !WriteStuck();
 }
 
 void Connection::RequestClose(CloseReason reason) {

@@ -48,6 +48,22 @@ class Connection : public SubscriberEndpoint {
   bool closing() const { return closing_; }
   CloseReason close_reason() const { return close_reason_; }
 
+  // Any thread: appends the concatenation of `pieces` and makes sure it gets
+  // written (at the end of the current loop iteration on a worker thread, at
+  // once elsewhere). When the connection cannot take it (over its pending
+  // limit) it is closed with `on_overflow` and false is returned; false also
+  // when it is closing.
+  bool Enqueue(const std::string_view* pieces, size_t count, size_t payload_bytes, bool is_message,
+               CloseReason on_overflow, size_t* pending_after = nullptr);
+
+  // Any thread: after an append left `pending` bytes queued here, should the
+  // client that produced it pause reading? Yes above the threshold while
+  // this socket still drains; a consumer that is stuck (no write progress
+  // for a while) pushes back on no one: it is cut instead.
+  bool WantsBackpressure(size_t pending) const;
+  // Any thread: the socket has been full without any progress for a while.
+  bool WriteStuck() const;
+
   // Writes what is queued; called by whichever worker scheduled the flush
   // (any thread). Blocks never; on a full socket the owner waits for EV_WRITE.
   void FlushFromAnyThread();
@@ -55,7 +71,8 @@ class Connection : public SubscriberEndpoint {
   // Owner thread: periodic housekeeping (timeouts), from the worker's sweep.
   virtual void OnTick(int64_t now_ms);
 
-  int64_t created_ms() const { return created_ms_; }
+  int64_t created_ms() const { return created_ms_; }  // monotonic
+  int64_t created_unix_ms() const { return created_unix_ms_; }
   int64_t last_read_ms() const { return last_read_ms_; }
   uint64_t in_msgs() const { return in_msgs_.load(std::memory_order_relaxed); }
   uint64_t in_bytes() const { return in_bytes_.load(std::memory_order_relaxed); }
@@ -73,9 +90,15 @@ class Connection : public SubscriberEndpoint {
   void SendControl(std::string_view bytes);
   void SendControl(std::initializer_list<std::string_view> pieces);
 
-  // Owner thread: stop/restart reading (e.g. while a password is checked).
-  void PauseReading();
-  void ResumeReading();
+  // Owner thread: stop/restart reading. Reading runs while no reason holds.
+  enum PauseReason : uint8_t {
+    kPauseAuth = 1,        // a CONNECT is being verified
+    kPauseActivation = 2,  // a peer link waits for the mesh to accept it
+    kPauseBackpressure = 4,  // a consumer this client feeds is behind
+  };
+  void PauseReading(PauseReason reason);
+  void ResumeReading(PauseReason reason);
+  bool reading_paused() const { return pause_reasons_ != 0; }
 
   void CountIn(uint64_t bytes) {
     in_msgs_.store(in_msgs_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -100,11 +123,12 @@ class Connection : public SubscriberEndpoint {
   OutboundBuffer out_;
   event* read_event_ = nullptr;
   event* write_event_ = nullptr;
-  bool reading_paused_ = false;
+  uint8_t pause_reasons_ = 0;
   bool closing_ = false;
   CloseReason close_reason_ = CloseReason::kClientClosed;
   std::atomic<bool> close_requested_{false};
   int64_t created_ms_;
+  int64_t created_unix_ms_;
   int64_t last_read_ms_;
   std::atomic<uint64_t> in_msgs_{0};
   std::atomic<uint64_t> in_bytes_{0};

@@ -23,6 +23,15 @@ DEFINE_string(zk_credentials_file, "",
 DEFINE_string(cluster_secret_file, "",
               "File holding the shared peer secret; peers refuse to form a mesh without one unless --insecure_peers");
 DEFINE_bool(insecure_peers, false, "Allow peer links without a cluster secret (tests and demos only)");
+DEFINE_int64(join_timeout_ms, 10000,
+             "A starting node waits this long for every live peer's full interest before it registers and opens "
+             "its client port; peers that did not answer are logged and dialled again in the background");
+DEFINE_int64(join_grace_ms, 15000,
+             "Keep an authenticated link from a node without a znode (a joining node) this long before closing it");
+DEFINE_int64(anti_entropy_interval_ms, 30000,
+             "How often peers compare interest digests; a difference triggers a full re-sync of that peer's interest");
+DEFINE_int64(peer_max_pending_bytes, 256ll << 20,
+             "Bytes waiting to be written to one peer link; beyond it the link is reset and re-synced");
 DEFINE_int32(threads, 0, "I/O threads serving connections; 0 = number of cores");
 DEFINE_int64(max_payload, 1 << 20, "Largest message payload in bytes; a bigger PUB gets -ERR 'Maximum Payload Violation' and is closed");
 DEFINE_int32(max_control_line, 4096, "Longest protocol control line in bytes; a longer one gets -ERR 'maximum control line exceeded' and is closed");
@@ -33,6 +42,12 @@ DEFINE_int64(ping_interval_ms, 120000, "PING a connection idle this long; peer l
 DEFINE_int32(max_pings_out, 2, "Close a connection (-ERR 'Stale Connection') with more than this many PINGs unanswered");
 DEFINE_int64(write_deadline_ms, 10000, "Close a client as a slow consumer when its socket accepts no bytes for this long");
 DEFINE_int64(max_pending_bytes, 64ll << 20, "Close a client as a slow consumer when this many bytes are waiting to be written to it");
+DEFINE_int64(lame_duck_grace_ms, 2000,
+             "On SIGTERM/SIGINT (lame duck): after deleting the znode, refusing new clients and telling clients "
+             "(INFO ldm) to move, wait this long before closing any client");
+DEFINE_int64(lame_duck_duration_ms, 30000,
+             "Lame duck: spread the closing of the remaining clients over this long, then drain and exit 0; a second "
+             "signal exits at once");
 DEFINE_string(users_file, "", "File of user:hash lines (made by `zmesh passwd`), with optional permissions; empty = no authentication. SIGHUP reloads it");
 DEFINE_string(tls_cert, "", "PEM certificate for TLS on the client port (and the peer port with --peer_tls)");
 DEFINE_string(tls_key, "", "PEM private key for --tls_cert");
@@ -63,6 +78,10 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   o->zk_credentials_file = FLAGS_zk_credentials_file;
   o->cluster_secret_file = FLAGS_cluster_secret_file;
   o->insecure_peers = FLAGS_insecure_peers;
+  o->join_timeout_ms = FLAGS_join_timeout_ms;
+  o->join_grace_ms = FLAGS_join_grace_ms;
+  o->anti_entropy_interval_ms = FLAGS_anti_entropy_interval_ms;
+  o->peer_max_pending_bytes = static_cast<size_t>(std::max<int64_t>(FLAGS_peer_max_pending_bytes, 1 << 20));
   o->threads = FLAGS_threads > 0 ? FLAGS_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   o->max_payload = FLAGS_max_payload;
   o->max_control_line = static_cast<size_t>(std::max(FLAGS_max_control_line, 64));
@@ -74,6 +93,8 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   o->write_deadline_ms = FLAGS_write_deadline_ms;
   o->max_pending_bytes = static_cast<size_t>(std::max<int64_t>(FLAGS_max_pending_bytes, 1024));
   o->users_file = FLAGS_users_file;
+  o->lame_duck_grace_ms = std::max<int64_t>(FLAGS_lame_duck_grace_ms, 0);
+  o->lame_duck_duration_ms = std::max<int64_t>(FLAGS_lame_duck_duration_ms, 0);
   o->tls_cert = FLAGS_tls_cert;
   o->tls_key = FLAGS_tls_key;
   o->tls_ca = FLAGS_tls_ca;
@@ -86,6 +107,14 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   }
   if (o->ping_interval_ms <= 0 || o->max_pings_out <= 0 || o->write_deadline_ms <= 0 || o->auth_timeout_ms <= 0) {
     *error = "durations and --max_pings_out must be positive";
+    return false;
+  }
+  if (!o->zk.empty() && o->cluster_secret_file.empty() && !o->insecure_peers) {
+    *error = "refusing to form a mesh without --cluster_secret_file (or --insecure_peers for tests)";
+    return false;
+  }
+  if (o->join_timeout_ms < 0 || o->join_grace_ms <= 0 || o->anti_entropy_interval_ms <= 0) {
+    *error = "--join_timeout_ms, --join_grace_ms and --anti_entropy_interval_ms must be positive";
     return false;
   }
   if (o->max_connections <= 0 || o->max_subs < 0) {

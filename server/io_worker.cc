@@ -18,10 +18,16 @@ IoWorker::IoWorker(int index, const SubjectIndex* index_for_cache)
   event_base_priority_init(loop_.base(), kPriorities);
   flush_event_ = event_new(loop_.base(), -1, 0, &IoWorker::OnFlushEvent, this);
   event_priority_set(flush_event_, kFlushPriority);
+  stall_timer_ = evtimer_new(loop_.base(), &IoWorker::OnStallTimer, this);
 }
 
 IoWorker::~IoWorker() {
   if (thread_.joinable()) Stop();
+  for (Stall& st : stalls_) {
+    st.producer->Unref();
+    st.consumer->Unref();
+  }
+  event_free(stall_timer_);
   event_free(flush_event_);
 }
 
@@ -109,6 +115,46 @@ void IoWorker::Sweep() {
     RefPtr<Connection> hold(c);
     c->OnTick(now);
   });
+}
+
+}  // namespace zmesh::server
+
+namespace zmesh::server {
+
+void IoWorker::StallProducer(Connection* producer, Connection* consumer) {
+  if (producer->closing()) return;
+  producer->PauseReading(Connection::kPauseBackpressure);
+  producer->Ref();
+  consumer->Ref();
+  stalls_.push_back(Stall{producer, consumer, MonotonicMs()});
+  if (stalls_.size() == 1) {
+    const timeval tick{0, 1000};
+    evtimer_add(stall_timer_, &tick);
+  }
+}
+
+void IoWorker::OnStallTimer(evutil_socket_t, short, void* arg) { static_cast<IoWorker*>(arg)->CheckStalls(); }
+
+void IoWorker::CheckStalls() {
+  const int64_t now = MonotonicMs();
+  size_t kept = 0;
+  for (Stall& st : stalls_) {
+    const size_t pending = st.consumer->out().pending_bytes();
+    const bool release = pending <= st.consumer->out().backpressure_threshold() / 2 ||
+                         st.consumer->WriteStuck() || now - st.since_ms >= kMaxStallMs;
+    if (release) {
+      st.producer->ResumeReading(Connection::kPauseBackpressure);
+      st.producer->Unref();
+      st.consumer->Unref();
+    } else {
+      stalls_[kept++] = st;
+    }
+  }
+  stalls_.resize(kept);
+  if (!stalls_.empty()) {
+    const timeval tick{0, 1000};
+    evtimer_add(stall_timer_, &tick);
+  }
 }
 
 }  // namespace zmesh::server

@@ -78,6 +78,16 @@ class IoWorker {
   // Writes everything scheduled so far. Also run automatically.
   void FlushPending();
 
+  // Flow control for fast producers: `producer` (a client of this worker)
+  // fed `consumer` past its backpressure threshold while that consumer still
+  // drains, so the producer stops reading until the consumer is back under
+  // half the threshold, is stuck or gone, or kMaxStallMs passed. Nothing
+  // blocks: the producer's socket simply is not read, and TCP slows the
+  // publisher down. Peer links are never stalled (fan-out must not block a
+  // link's read loop).
+  void StallProducer(Connection* producer, Connection* consumer);
+  static constexpr int64_t kMaxStallMs = 1000;
+
   // Visits each connection of this worker (monitoring; worker thread only).
   template <typename Fn>
   void ForEachConnection(Fn&& fn) {
@@ -90,6 +100,8 @@ class IoWorker {
 
  private:
   static void OnFlushEvent(evutil_socket_t, short, void* arg);
+  static void OnStallTimer(evutil_socket_t, short, void* arg);
+  void CheckStalls();
   static Connection* NextOf(Connection* c);
   void Sweep();
   void CloseAll();
@@ -103,6 +115,13 @@ class IoWorker {
   std::vector<Connection*> pending_flush_;  // each holds a reference
   Connection* head_ = nullptr;              // intrusive list of this worker's connections
   size_t connection_count_ = 0;
+  struct Stall {
+    Connection* producer;  // each holds a reference
+    Connection* consumer;
+    int64_t since_ms;
+  };
+  std::vector<Stall> stalls_;
+  event* stall_timer_ = nullptr;
   std::unique_ptr<EventLoop::Timer> sweep_timer_;
   std::thread thread_;
 };

@@ -35,7 +35,7 @@ Listener::Listener(EventLoop* loop, AcceptCallback on_accept) : loop_(loop), on_
 
 Listener::~Listener() { Close(); }
 
-bool Listener::Listen(const HostPort& address, std::string* error) {
+bool Listener::Listen(const HostPort& address, std::string* error, bool accept_now) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -55,8 +55,8 @@ bool Listener::Listen(const HostPort& address, std::string* error) {
   }
   const int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, kBacklog) != 0) {
-    *error = "listen on " + address.ToString() + ": " + strerror(errno);
+  if (bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+    *error = "bind " + address.ToString() + ": " + strerror(errno);
     freeaddrinfo(res);
     ::close(fd);
     return false;
@@ -66,12 +66,22 @@ bool Listener::Listen(const HostPort& address, std::string* error) {
   socklen_t len = sizeof ss;
   getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
   bound_ = {address.host, AddressOf(reinterpret_cast<sockaddr*>(&ss)).port};
-  listener_ = evconnlistener_new(loop_->base(), &Listener::OnAccept, this, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+  fd_ = fd;
+  return !accept_now || StartAccepting(error);
+}
+
+bool Listener::StartAccepting(std::string* error) {
+  if (listener_ != nullptr) return true;
+  if (fd_ < 0 || listen(fd_, kBacklog) != 0) {
+    *error = "listen on " + bound_.ToString() + ": " + strerror(errno);
+    return false;
+  }
+  listener_ = evconnlistener_new(loop_->base(), &Listener::OnAccept, this, LEV_OPT_CLOSE_ON_FREE, -1, fd_);
   if (listener_ == nullptr) {
-    ::close(fd);
     *error = "evconnlistener_new failed";
     return false;
   }
+  fd_ = -1;  // owned by the evconnlistener now
   evconnlistener_set_error_cb(listener_, &Listener::OnError);
   return true;
 }
@@ -80,6 +90,10 @@ void Listener::Close() {
   if (listener_ != nullptr) {
     evconnlistener_free(listener_);
     listener_ = nullptr;
+  }
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
   }
 }
 

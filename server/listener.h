@@ -32,8 +32,12 @@ class Listener {
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
 
-  // Binds and listens; port 0 picks a free port (see bound()).
-  bool Listen(const HostPort& address, std::string* error);
+  // Binds and listens; port 0 picks a free port (see bound()). With
+  // `accept_now` false the port is only bound (connections are refused, not
+  // queued) until StartAccepting().
+  bool Listen(const HostPort& address, std::string* error, bool accept_now = true);
+  bool StartAccepting(std::string* error);
+  bool accepting() const { return listener_ != nullptr; }
   // Stops accepting and closes the socket.
   void Close();
   const HostPort& bound() const { return bound_; }
@@ -45,6 +49,7 @@ class Listener {
   EventLoop* loop_;
   AcceptCallback on_accept_;
   evconnlistener* listener_ = nullptr;
+  int fd_ = -1;  // bound, not yet listening
   HostPort bound_;
 };
 

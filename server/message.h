@@ -12,9 +12,10 @@ struct Message {
   std::string_view subject;
   std::string_view reply;
   std::string_view payload;  // headers (if any) followed by the body
-  int64_t header_size = -1;  // bytes of headers at the start of payload; -1 = none
+  int64_t header_size = -1;  // bytes of headers at the start of payload; -1 or 0 = none
 
-  bool has_headers() const { return header_size >= 0; }
+  // nats-server delivers an HPUB with a header size of 0 as a plain MSG.
+  bool has_headers() const { return header_size > 0; }
   std::string_view body() const { return has_headers() ? payload.substr(static_cast<size_t>(header_size)) : payload; }
 };
 

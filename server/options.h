@@ -33,6 +33,10 @@ struct Options {
   std::string zk_credentials_file;
   std::string cluster_secret_file;
   bool insecure_peers = false;
+  int64_t join_timeout_ms = 10000;
+  int64_t join_grace_ms = 15000;
+  int64_t anti_entropy_interval_ms = 30000;
+  size_t peer_max_pending_bytes = 256u << 20;
 
   // Threads.
   int threads = 0;  // 0 = number of cores
@@ -47,6 +51,10 @@ struct Options {
   int max_pings_out = 2;
   int64_t write_deadline_ms = 10000;
   size_t max_pending_bytes = 64u << 20;
+
+  // Graceful leave (SIGTERM/SIGINT).
+  int64_t lame_duck_grace_ms = 2000;
+  int64_t lame_duck_duration_ms = 30000;
 
   // Authentication.
   std::string users_file;

@@ -114,7 +114,7 @@ void OutboundBuffer::CopyIn(const char* data, size_t n) {
 }
 
 OutboundBuffer::AppendResult OutboundBuffer::Append(const std::string_view* pieces, size_t count,
-                                                    size_t payload_bytes, bool is_message) {
+                                                    size_t payload_bytes, bool is_message, size_t* pending_after) {
   size_t total = 0;
   for (size_t i = 0; i < count; ++i) total += pieces[i].size();
   std::lock_guard<std::mutex> lock(mu_);
@@ -122,6 +122,7 @@ OutboundBuffer::AppendResult OutboundBuffer::Append(const std::string_view* piec
   if (pending_ + total > max_pending_) return AppendResult::kOverLimit;
   for (size_t i = 0; i < count; ++i) CopyIn(pieces[i].data(), pieces[i].size());
   pending_ += total;
+  if (pending_after != nullptr) *pending_after = pending_;
   if (is_message) {
     ++out_msgs_;
     out_bytes_ += payload_bytes;
@@ -255,9 +256,5 @@ uint64_t OutboundBuffer::out_bytes() const {
   return out_bytes_;
 }
 
-void OutboundBuffer::set_max_pending(size_t max_pending) {
-  std::lock_guard<std::mutex> lock(mu_);
-  max_pending_ = max_pending;
-}
 
 }  // namespace zmesh::server

@@ -19,6 +19,7 @@
 
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -43,7 +44,8 @@ class OutboundBuffer {
     kClosed,
   };
 
-  OutboundBuffer(int fd, size_t max_pending) : fd_(fd), max_pending_(max_pending) {}
+  OutboundBuffer(int fd, size_t max_pending)
+      : fd_(fd), max_pending_(max_pending), backpressure_threshold_(ThresholdFor(max_pending)) {}
   ~OutboundBuffer();
   OutboundBuffer(const OutboundBuffer&) = delete;
   OutboundBuffer& operator=(const OutboundBuffer&) = delete;
@@ -52,7 +54,9 @@ class OutboundBuffer {
   // with `payload_bytes` of payload when that is non-zero or `is_message`.
   // Protocol replies (PONG, +OK, -ERR) count against max_pending too: a client
   // that never reads cannot grow them without bound. Any thread.
-  AppendResult Append(const std::string_view* pieces, size_t count, size_t payload_bytes, bool is_message);
+  // *pending_after, when given, receives the bytes queued after this append.
+  AppendResult Append(const std::string_view* pieces, size_t count, size_t payload_bytes, bool is_message,
+                      size_t* pending_after = nullptr);
   AppendResult AppendControl(std::string_view bytes) { return Append(&bytes, 1, 0, false); }
   AppendResult AppendControl(std::initializer_list<std::string_view> pieces) {
     return Append(pieces.begin(), pieces.size(), 0, false);
@@ -73,12 +77,15 @@ class OutboundBuffer {
   int64_t blocked_since_ms() const;
 
   size_t pending_bytes() const;
+  // Above this many pending bytes the connection pushes back on the clients
+  // that feed it (see IoWorker's producer stalls).
+  size_t backpressure_threshold() const { return backpressure_threshold_; }
   uint64_t out_msgs() const;
   uint64_t out_bytes() const;
-  void set_max_pending(size_t max_pending);
 
  private:
   struct Chunk;
+  static size_t ThresholdFor(size_t max_pending) { return std::min<size_t>(max_pending / 2, 8u << 20); }
   static Chunk* NewChunk(size_t min_capacity, bool first);
   static void FreeChunk(Chunk* chunk);
 
@@ -95,7 +102,8 @@ class OutboundBuffer {
 
   mutable std::mutex mu_;
   int fd_;                      // -1 once closed
-  size_t max_pending_;
+  const size_t max_pending_;
+  const size_t backpressure_threshold_;
   Chunk* head_ = nullptr;
   Chunk* tail_ = nullptr;
   size_t pending_ = 0;

@@ -1,5 +1,7 @@
 #include "server/router.h"
 
+#include <absl/container/inlined_vector.h>
+
 #include <algorithm>
 #include <random>
 #include <string>
@@ -7,6 +9,7 @@
 #include "auth/permissions.h"
 #include "server/client_connection.h"
 #include "server/io_worker.h"
+#include "server/mesh/peer_node.h"
 #include "server/server_context.h"
 #include "server/subject_index.h"
 #include "server/subscription.h"
@@ -87,7 +90,8 @@ class MsgFrame {
   std::string hmsg_tail_;
 };
 
-bool Deliver(IoWorker* worker, Subscription* sub, MsgFrame& frame, const Message& msg) {
+// `source`, when a local client, is told when this delivery should slow it down.
+bool Deliver(IoWorker* worker, Subscription* sub, MsgFrame& frame, const Message& msg, ClientConnection* source) {
   if (sub->closed()) return false;
   auto* client = static_cast<ClientConnection*>(sub->owner());
   const uint64_t max = sub->max_msgs();
@@ -105,19 +109,74 @@ bool Deliver(IoWorker* worker, Subscription* sub, MsgFrame& frame, const Message
   std::string_view pieces[7];
   const size_t count = frame.Pieces(headers, sub->sid(), pieces);
   const size_t payload = frame.payload_size(headers);
-  switch (client->out().Append(pieces, count, payload, true)) {
+  size_t pending = 0;
+  switch (client->out().Append(pieces, count, payload, true, &pending)) {
     case OutboundBuffer::AppendResult::kQueuedNeedsFlush:
       worker->ScheduleFlush(client);
       [[fallthrough]];
     case OutboundBuffer::AppendResult::kQueued:
       worker->stats().Add(worker->stats().out_msgs, 1);
       worker->stats().Add(worker->stats().out_bytes, payload);
+      if (source != nullptr && source != client && client->WantsBackpressure(pending)) source->PushBackOn(client);
       return true;
     case OutboundBuffer::AppendResult::kOverLimit:
       client->RequestClose(CloseReason::kSlowConsumerPendingBytes);
       return false;
     case OutboundBuffer::AppendResult::kClosed:
       return false;
+  }
+  return false;
+}
+
+// The peers one message goes to: each once, with the queue groups it was
+// chosen for (SPEC §3: forwarded to each peer with matching interest, once).
+class PeerTargets {
+ public:
+  void AddPlain(Subscription* sub) { Find(sub); }
+  void AddQueue(Subscription* sub) { Find(sub)->queues.push_back(sub->queue()); }
+
+  bool Forward(const Message& msg, ClientConnection* source) {
+    bool any = false;
+    for (Target& t : targets_) {
+      RefPtr<Connection> busy_link;
+      any |= t.node->Forward(msg, t.queues.data(), t.queues.size(), &busy_link);
+      if (busy_link) source->PushBackOn(busy_link.get());
+    }
+    return any;
+  }
+
+ private:
+  struct Target {
+    mesh::PeerNode* node;
+    std::vector<std::string_view> queues;  // allocates only when a group is forwarded
+  };
+  Target* Find(Subscription* sub) {
+    auto* node = static_cast<mesh::PeerNode*>(sub->owner());
+    for (Target& t : targets_) {
+      if (t.node == node) return &t;
+    }
+    targets_.push_back(Target{node, {}});
+    return &targets_.back();
+  }
+  absl::InlinedVector<Target, 4> targets_;
+};
+
+// Picks a member of `group` by weight (uniform over all members in the mesh:
+// a remote entry stands for its node's members) and hands the message over.
+// If the pick cannot take it (gone, our own with echo off, a slow consumer),
+// the next member in order does, as nats-server does. Returns true if
+// someone got it. `eligible(sub)` filters; `take(sub)` delivers.
+template <typename Eligible, typename Take>
+bool PickGroupMember(const MatchResult::Group& group, Eligible eligible, Take take) {
+  if (group.total_weight == 0) return false;
+  const uint64_t x = t_random.Below(group.total_weight);
+  const size_t start = static_cast<size_t>(
+      std::upper_bound(group.cumulative_weight.begin(), group.cumulative_weight.end(), x) -
+      group.cumulative_weight.begin());
+  const size_t n = group.members.size();
+  for (size_t k = 0; k < n; ++k) {
+    Subscription* sub = group.members[(start + k) % n];
+    if (eligible(sub) && take(sub)) return true;
   }
   return false;
 }
@@ -132,41 +191,60 @@ bool Eligible(const Subscription* sub, const ClientConnection* source) {
 
 bool Router::DeliverToClient(IoWorker* worker, Subscription* sub, const Message& msg) {
   MsgFrame frame(msg);
-  return Deliver(worker, sub, frame, msg);
+  return Deliver(worker, sub, frame, msg, nullptr);
 }
 
 bool Router::PublishFromClient(IoWorker* worker, ClientConnection* source, const Message& msg) {
   const MatchResult* result = worker->match_cache().Lookup(msg.subject);
   MsgFrame frame(msg);
+  PeerTargets peers;
   bool delivered = false;
 
   for (Subscription* sub : result->plain) {
     if (!Eligible(sub, source)) continue;
-    delivered |= Deliver(worker, sub, frame, msg);
-  }
-
-  for (const MatchResult::Group& group : result->groups) {
-    // Uniform over all members: each entry counts with its weight (a remote
-    // entry stands for that node's members).
-    const uint64_t x = t_random.Below(group.total_weight);
-    const size_t start = static_cast<size_t>(
-        std::upper_bound(group.cumulative_weight.begin(), group.cumulative_weight.end(), x) -
-        group.cumulative_weight.begin());
-    const size_t n = group.members.size();
-    // If the pick cannot take it (gone, or our own with echo off, or a slow
-    // consumer), the next member in order does, as nats-server does.
-    for (size_t k = 0; k < n; ++k) {
-      Subscription* sub = group.members[(start + k) % n];
-      if (!Eligible(sub, source)) continue;
-      if (Deliver(worker, sub, frame, msg)) {
-        delivered = true;
-        break;
-      }
+    if (sub->remote()) {
+      peers.AddPlain(sub);
+    } else {
+      delivered |= Deliver(worker, sub, frame, msg, source);
     }
   }
+  for (const MatchResult::Group& group : result->groups) {
+    delivered |= PickGroupMember(
+        group, [source](Subscription* sub) { return Eligible(sub, source); },
+        [&](Subscription* sub) {
+          if (!sub->remote()) return Deliver(worker, sub, frame, msg, source);
+          peers.AddQueue(sub);
+          return true;
+        });
+  }
+  delivered |= peers.Forward(msg, source);
 
   if (!delivered && !msg.reply.empty() && source->no_responders()) source->SendNoResponders(msg.reply);
   return delivered;
+}
+
+void Router::PublishFromPeer(IoWorker* worker, const Message& msg, const std::vector<std::string_view>& queues) {
+  const MatchResult* result = worker->match_cache().Lookup(msg.subject);
+  MsgFrame frame(msg);
+  for (Subscription* sub : result->plain) {
+    if (!sub->remote() && !sub->closed()) Deliver(worker, sub, frame, msg, nullptr);
+  }
+  if (queues.empty()) return;
+  for (const MatchResult::Group& group : result->groups) {
+    if (std::find(queues.begin(), queues.end(), group.name) == queues.end()) continue;
+    // Only our own members: the sender already chose this node. If the member
+    // it counted on has gone, another local one takes it; with none left the
+    // message is dropped here rather than sent to a third node.
+    absl::InlinedVector<Subscription*, 8> local;
+    for (Subscription* sub : group.members) {
+      if (!sub->remote() && !sub->closed()) local.push_back(sub);
+    }
+    if (local.empty()) continue;
+    const size_t start = t_random.Below(local.size());  // uniform over our members
+    for (size_t k = 0; k < local.size(); ++k) {
+      if (Deliver(worker, local[(start + k) % local.size()], frame, msg, nullptr)) break;
+    }
+  }
 }
 
 }  // namespace zmesh::server

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "server/message.h"
 
@@ -30,8 +31,14 @@ class Router {
  public:
   explicit Router(ServerContext* ctx) : ctx_(ctx) {}
 
-  // A message from a local client. Returns true if it reached anyone.
+  // A message from a local client. Returns true if it reached anyone,
+  // locally or on a peer with matching interest.
   bool PublishFromClient(IoWorker* worker, ClientConnection* source, const Message& msg);
+
+  // A message a peer forwarded to us: local subscribers only, never another
+  // peer (loop freedom); a queue group only when `queues` names it, i.e. the
+  // sender chose this node for it; then one of our members, whoever is left.
+  void PublishFromPeer(IoWorker* worker, const Message& msg, const std::vector<std::string_view>& queues);
 
   // Delivers `msg` to one subscription of a local client (also used for the
   // no-responders status). Returns true if it was queued.

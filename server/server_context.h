@@ -9,11 +9,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "auth/authenticator.h"
+#include "server/closed_connections.h"
 #include "server/info_builder.h"
 #include "server/options.h"
 #include "server/router.h"
@@ -35,6 +37,13 @@ struct ServerContext {
   Router router;
   std::unique_ptr<auth::Authenticator> authenticator;  // null: no users file
   InterestObserver* interest = nullptr;                // null: standalone node
+
+  int64_t started_unix_ms = 0;
+  // Re-sends INFO to every connected client (connect_urls or lame duck
+  // changed). Set by the server; any thread.
+  std::function<void()> broadcast_info;
+
+  ClosedConnections closed;  // recently closed clients, for monitoring
 
   std::atomic<int> client_count{0};
   std::atomic<uint64_t> next_client_id{1};

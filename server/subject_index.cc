@@ -176,7 +176,11 @@ void SubjectIndex::Collect(const Level* level, const std::string_view* tokens, s
 std::unique_ptr<MatchResult> SubjectIndex::Match(std::string_view subject) const {
   auto result = std::make_unique<MatchResult>();
   const Tokens tokens = Tokenize(subject);
-  if (tokens.empty()) return result;
+  // Like nats-server, a subject with an empty token ("a..b", ".a", "a.")
+  // reaches nobody, even '>' subscribers.
+  if (tokens.empty() || std::any_of(tokens.begin(), tokens.end(), [](std::string_view t) { return t.empty(); })) {
+    return result;
+  }
   std::shared_lock lock(mu_);
   Collect(&root_, tokens.data(), tokens.size(), 0, result.get());
   return result;

@@ -14,7 +14,11 @@ namespace zmesh::server {
 
 class SubscriberEndpoint {
  public:
-  enum class Kind : uint8_t { kClient, kPeer };
+  enum class Kind : uint8_t {
+    kClient,    // a local client connection (delivers MSG)
+    kPeer,      // a remote node: its interest, forwarded over its active link
+    kPeerLink,  // a peer link connection; never owns subscriptions
+  };
 
   explicit SubscriberEndpoint(Kind kind) : kind_(kind) {}
   SubscriberEndpoint(const SubscriberEndpoint&) = delete;

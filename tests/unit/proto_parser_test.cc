@@ -201,7 +201,11 @@ TEST(ParserTest, MalformedArgumentsAreBadArguments) {
 
 TEST(ParserTest, PayloadMustEndWithCrLf) {
   EXPECT_EQ(FeedAllSplits("PUB foo 3\r\nabcd\r\n").error, ParseError::kUnknownOp);
-  EXPECT_EQ(FeedAllSplits("PUB foo 3\r\nab\r\n").error, ParseError::kNone);  // waits for more
+  // The payload is "ab\r"; the next byte must be '\r' and is checked as soon
+  // as it arrives (nats-server's MSG_END_R), without waiting for a second one.
+  EXPECT_EQ(FeedAllSplits("PUB foo 3\r\nab\r\n").error, ParseError::kUnknownOp);
+  EXPECT_EQ(FeedAllSplits("PUB foo 2\r\nhi\n").error, ParseError::kUnknownOp);
+  EXPECT_EQ(FeedAllSplits("PUB foo 2\r\nhi\r").error, ParseError::kNone);  // waits for '\n'
   EXPECT_EQ(FeedAllSplits("PUB foo 3\r\nab\r\nX").error, ParseError::kUnknownOp);
 }
 

@@ -1,0 +1,476 @@
+#include "server/mesh/mesh.h"
+
+#include <arpa/inet.h>
+#include <glog/logging.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "server/io_worker.h"
+#include "server/mesh/peer_link.h"
+#include "server/mesh/peer_node.h"
+#include "server/server_context.h"
+
+namespace zmesh::server::mesh {
+namespace {
+
+constexpr int64_t kMinBackoffMs = 100;
+constexpr int64_t kMaxBackoffMs = 5000;
+
+bool IsWildcardHost(const std::string& host) { return host.empty() || host == "0.0.0.0" || host == "::"; }
+
+// "host:port" -> a socket address; numeric hosts need no DNS round trip.
+bool Resolve(const std::string& host_port, sockaddr_storage* out, socklen_t* len, std::string* error) {
+  HostPort hp;
+  if (!ParseHostPort(host_port, &hp) || hp.host.empty()) {
+    *error = "bad peer address '" + host_port + "'";
+    return false;
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  if (int rc = getaddrinfo(hp.host.c_str(), std::to_string(hp.port).c_str(), &hints, &res); rc != 0) {
+    *error = "resolve " + host_port + ": " + gai_strerror(rc);
+    return false;
+  }
+  std::memcpy(out, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  return true;
+}
+
+int64_t Jitter(int64_t ms) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return ms + static_cast<int64_t>(rng() % static_cast<uint64_t>(ms / 4 + 1));
+}
+
+// A connect() in progress on the main loop.
+struct PendingDial {
+  Mesh* mesh;
+  std::string node_id;
+  int fd;
+  event* ev;
+};
+
+}  // namespace
+
+Mesh::Mesh(ServerContext* ctx, MeshOptions options, EventLoop* main_loop, std::vector<IoWorker*> workers,
+           std::unique_ptr<zk::Registry> registry)
+    : ctx_(ctx),
+      options_(std::move(options)),
+      main_loop_(main_loop),
+      workers_(std::move(workers)),
+      registry_(std::move(registry)),
+      listener_(main_loop, [this](int fd, const PeerAddress& from) { Accept(fd, from); }) {}
+
+Mesh::~Mesh() = default;
+
+bool Mesh::Start(std::function<void()> ready, std::string* error) {
+  ready_ = std::move(ready);
+  if (!listener_.Listen(options_.peer_listen, error)) return false;
+  options_.peer_url = options_.peer_host + ":" + std::to_string(listener_.bound().port);
+  const int64_t tick = std::clamp<int64_t>(std::min(options_.ping_interval_ms, options_.dial_grace_ms) / 4, 10, 250);
+  tick_ = main_loop_->RunEvery(std::chrono::milliseconds(tick), [this] { Tick(); });
+  zk::Registry::Listener l;
+  l.on_members = [this](const std::vector<zk::NodeInfo>& m) { HandleMembers(m); };
+  l.on_session = [this](zk::SessionState s) { HandleSession(s); };
+  registry_->Start(std::move(l));
+  LOG(INFO) << "mesh: node " << options_.node_id << " listening for peers on " << listener_.bound().ToString()
+            << "; waiting for ZooKeeper membership";
+  return true;
+}
+
+void Mesh::Leave(std::function<void()> done) {
+  phase_ = Phase::kLeaving;
+  registry_->Unregister(std::move(done));
+}
+
+void Mesh::Stop() {
+  tick_.reset();
+  listener_.Close();
+  registry_->Stop();
+}
+
+IoWorker* Mesh::NextWorker() { return workers_[next_worker_++ % workers_.size()]; }
+
+void Mesh::HandleSession(zk::SessionState state) {
+  zk_suspended_ = state == zk::SessionState::kSuspended || state == zk::SessionState::kExpired;
+  if (zk_suspended_) {
+    LOG(WARNING) << "mesh: ZooKeeper session " << (state == zk::SessionState::kExpired ? "expired" : "suspended")
+                 << "; forwarding continues with the last known membership (" << members_.size() << " nodes)";
+  } else if (state == zk::SessionState::kConnected) {
+    LOG(INFO) << "mesh: ZooKeeper session connected";
+  }
+}
+
+void Mesh::HandleMembers(const std::vector<zk::NodeInfo>& members) {
+  const int64_t now = MonotonicMs();
+  members_ = members;
+  have_members_ = true;
+  for (auto& [id, p] : peers_) p.member = false;
+  for (const zk::NodeInfo& m : members) {
+    if (m.id == options_.node_id) continue;
+    Peer& p = peers_[m.id];
+    if (!p.member && p.first_seen_ms == 0) {
+      LOG(INFO) << "mesh: node " << m.id << " is live (client " << m.client_url << ", peer " << m.peer_url << ")";
+    }
+    p.info = m;
+    p.member = true;
+    p.unregistered_since_ms = 0;
+    if (p.first_seen_ms == 0) p.first_seen_ms = now;
+  }
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    Peer& p = it->second;
+    if (!p.member && p.first_seen_ms != 0 && p.info.id == it->first) {
+      LOG(INFO) << "mesh: node " << it->first << " left (its znode is gone)";
+      p.first_seen_ms = 0;
+    }
+    if (!p.member && !p.active && p.retiring.empty() && !p.dialing) {
+      it = peers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  UpdateConnectUrls();
+  if (phase_ == Phase::kStarting) {
+    phase_ = Phase::kJoining;
+    join_started_ms_ = now;
+    size_t others = 0;
+    for (auto& [id, p] : peers_) {
+      if (!p.member) continue;
+      ++others;
+      p.next_dial_ms = 0;
+      Dial(id, p);
+    }
+    LOG(INFO) << "mesh: joining: linking to " << others << " live node(s) before registering";
+  }
+  Tick();
+}
+
+void Mesh::UpdateConnectUrls() {
+  std::vector<std::string> urls;
+  for (const zk::NodeInfo& m : members_) {
+    std::string url = m.client_url;
+    if (const size_t scheme = url.find("://"); scheme != std::string::npos) url = url.substr(scheme + 3);
+    urls.push_back(url);
+  }
+  std::sort(urls.begin(), urls.end());
+  if (urls == ctx_->info.connect_urls()) return;
+  ctx_->info.set_connect_urls(std::move(urls));
+  if (ctx_->broadcast_info) ctx_->broadcast_info();
+}
+
+void Mesh::Dial(const std::string& node_id, Peer& peer) {
+  if (peer.dialing || peer.active || peer.info.peer_url.empty()) return;
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  std::string error;
+  if (!Resolve(peer.info.peer_url, &addr, &len, &error)) {
+    DialFinished(node_id, -1, error);
+    return;
+  }
+  const int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    DialFinished(node_id, -1, std::string("socket: ") + strerror(errno));
+    return;
+  }
+  // Outgoing links leave from the peer listen address when it is a specific
+  // one (multi-homed hosts, firewall rules, partition tests).
+  if (!IsWildcardHost(options_.peer_listen.host)) {
+    sockaddr_storage src{};
+    socklen_t src_len = 0;
+    if (Resolve(options_.peer_listen.host + ":0", &src, &src_len, &error) &&
+        bind(fd, reinterpret_cast<sockaddr*>(&src), src_len) != 0) {
+      LOG(WARNING) << "mesh: cannot bind source address " << options_.peer_listen.host << ": " << strerror(errno);
+    }
+  }
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 && errno != EINPROGRESS) {
+    const std::string why = strerror(errno);
+    ::close(fd);
+    DialFinished(node_id, -1, "connect " + peer.info.peer_url + ": " + why);
+    return;
+  }
+  peer.dialing = true;
+  auto* pending = new PendingDial{this, node_id, fd, nullptr};
+  pending->ev = event_new(
+      main_loop_->base(), fd, EV_WRITE,
+      [](evutil_socket_t fd, short what, void* arg) {
+        auto* d = static_cast<PendingDial*>(arg);
+        std::string err;
+        if (what & EV_TIMEOUT) {
+          err = "connect timed out";
+        } else {
+          int so_error = 0;
+          socklen_t l = sizeof so_error;
+          getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &l);
+          if (so_error != 0) err = strerror(so_error);
+        }
+        if (!err.empty()) {
+          ::close(fd);
+          fd = -1;
+        }
+        event_free(d->ev);
+        Mesh* mesh = d->mesh;
+        std::string node_id = std::move(d->node_id);
+        delete d;
+        mesh->DialFinished(node_id, fd, err);
+      },
+      pending);
+  const timeval tv{static_cast<time_t>(options_.dial_timeout_ms / 1000),
+                   static_cast<suseconds_t>((options_.dial_timeout_ms % 1000) * 1000)};
+  event_add(pending->ev, &tv);
+}
+
+void Mesh::DialFinished(const std::string& node_id, int fd, const std::string& error) {
+  auto it = peers_.find(node_id);
+  if (it == peers_.end() || phase_ == Phase::kLeaving) {
+    if (fd >= 0) ::close(fd);
+    return;
+  }
+  Peer& p = it->second;
+  p.dialing = false;
+  if (fd < 0) {
+    p.backoff_ms = std::clamp<int64_t>(p.backoff_ms * 2, kMinBackoffMs, kMaxBackoffMs);
+    p.next_dial_ms = MonotonicMs() + Jitter(p.backoff_ms);
+    LOG_EVERY_N(WARNING, 10) << "mesh: cannot reach node " << node_id << " at " << p.info.peer_url << ": " << error
+                             << "; retrying in " << p.backoff_ms << " ms";
+    return;
+  }
+  IoWorker* worker = NextWorker();
+  const uint64_t id = ctx_->next_client_id.fetch_add(1, std::memory_order_relaxed);
+  std::string remote = p.info.peer_url;
+  worker->loop()->QueueInLoop([this, worker, fd, id, remote, node_id] {
+    auto* link = new PeerLink(this, worker, fd, id, remote, PeerLink::Direction::kOutbound, node_id);
+    link->Start();
+    link->Unref();
+  });
+}
+
+void Mesh::Accept(int fd, const PeerAddress& from) {
+  if (phase_ == Phase::kLeaving) {
+    ::close(fd);
+    return;
+  }
+  IoWorker* worker = NextWorker();
+  const uint64_t id = ctx_->next_client_id.fetch_add(1, std::memory_order_relaxed);
+  std::string remote = from.ip + ":" + std::to_string(from.port);
+  worker->loop()->QueueInLoop([this, worker, fd, id, remote] {
+    auto* link = new PeerLink(this, worker, fd, id, remote, PeerLink::Direction::kInbound, "");
+    link->Start();
+    link->Unref();
+  });
+}
+
+void Mesh::OnLinkAuthenticated(PeerLink* link) {
+  RefPtr<PeerLink> ref(link);
+  main_loop_->QueueInLoop([this, ref] { HandleAuthenticated(ref); });
+}
+
+void Mesh::OnLinkSynced(PeerLink* link) {
+  RefPtr<PeerLink> ref(link);
+  main_loop_->QueueInLoop([this, ref] { HandleSynced(ref); });
+}
+
+void Mesh::OnLinkClosed(PeerLink* link) {
+  RefPtr<PeerLink> ref(link);
+  main_loop_->QueueInLoop([this, ref] { HandleClosed(ref); });
+}
+
+bool Mesh::Preferred(const PeerLink* candidate, const PeerLink* current) const {
+  const std::string& peer = candidate->peer_node_id();
+  const std::string& lower = std::min(options_.node_id, peer);
+  auto dialled_by_lower = [&](const PeerLink* l) {
+    return (l->direction() == PeerLink::Direction::kOutbound ? options_.node_id : peer) == lower;
+  };
+  const bool a = dialled_by_lower(candidate), b = dialled_by_lower(current);
+  if (a != b) return a;
+  // Same dialler twice: it gave up on the older link, which is likely half-open.
+  return candidate->id() > current->id();
+}
+
+void Mesh::HandleAuthenticated(RefPtr<PeerLink> link) {
+  if (phase_ == Phase::kLeaving) {
+    link->loop()->QueueInLoop([link] { link->Retire(); });
+    return;
+  }
+  const std::string& id = link->peer_node_id();
+  Peer& p = peers_[id];
+  if (p.node && p.node->incarnation() != link->peer_incarnation()) {
+    // The node restarted: whatever link we had goes to its previous process.
+    LOG(INFO) << "mesh: node " << id << " restarted (new incarnation); replacing its link";
+    if (p.active) {
+      RefPtr<PeerLink> old = p.active;
+      old->loop()->QueueInLoop([old] { old->Close(CloseReason::kPeerLeft, false); });
+    }
+    p.active = RefPtr<PeerLink>();
+    p.node = RefPtr<PeerNode>();
+    p.synced = false;
+  }
+  if (!p.node) {
+    auto* node = new PeerNode(&ctx_->index, id, link->peer_incarnation());
+    p.node = RefPtr<PeerNode>(node);
+    node->Unref();
+  }
+  if (p.active && !Preferred(link.get(), p.active.get())) {
+    LOG(INFO) << "mesh: duplicate link " << link->id() << " to node " << id << " closed; keeping link "
+              << p.active->id();
+    link->loop()->QueueInLoop([link] { link->Close(CloseReason::kDuplicatePeer, false); });
+    return;
+  }
+  if (p.active) {
+    LOG(INFO) << "mesh: link " << link->id() << " to node " << id << " replaces link " << p.active->id()
+              << " (one link per pair: the one dialled by the smaller node id)";
+    p.retiring.push_back(p.active);
+  }
+  p.active = link;
+  p.synced = false;
+  p.backoff_ms = 0;
+  if (!p.member && p.unregistered_since_ms == 0) p.unregistered_since_ms = MonotonicMs();
+  LOG(INFO) << "mesh: link " << link->id() << " up with node " << id << " ("
+            << (link->direction() == PeerLink::Direction::kOutbound ? "dialled" : "accepted") << ", "
+            << link->remote_address() << ")";
+  RefPtr<PeerNode> node = p.node;
+  link->loop()->QueueInLoop([link, node] { link->Activate(node); });
+}
+
+void Mesh::HandleSynced(RefPtr<PeerLink> link) {
+  auto it = peers_.find(link->peer_node_id());
+  if (it == peers_.end() || it->second.active.get() != link.get()) return;
+  it->second.synced = true;
+  VLOG(1) << "mesh: node " << it->first << " interest synced (" << it->second.node->interest_count() << " entries)";
+  if (phase_ == Phase::kJoining) MaybeFinishJoin(false);
+}
+
+void Mesh::HandleClosed(RefPtr<PeerLink> link) {
+  auto it = peers_.find(link->peer_node_id());
+  if (it == peers_.end()) return;
+  Peer& p = it->second;
+  auto& r = p.retiring;
+  r.erase(std::remove_if(r.begin(), r.end(), [&](const RefPtr<PeerLink>& l) { return l.get() == link.get(); }), r.end());
+  if (p.active.get() == link.get()) {
+    p.active = RefPtr<PeerLink>();
+    p.synced = false;
+    p.backoff_ms = std::clamp<int64_t>(p.backoff_ms * 2, kMinBackoffMs, kMaxBackoffMs);
+    p.next_dial_ms = MonotonicMs() + Jitter(p.backoff_ms);
+  }
+  if (!p.member && !p.active && p.retiring.empty() && !p.dialing) peers_.erase(it);
+}
+
+void Mesh::MaybeFinishJoin(bool timed_out) {
+  if (phase_ != Phase::kJoining) return;
+  std::vector<std::string> missing;
+  for (auto& [id, p] : peers_) {
+    if (p.member && !p.synced) missing.push_back(id);
+  }
+  if (!missing.empty() && !timed_out) return;
+  for (const std::string& id : missing) {
+    LOG(WARNING) << "mesh: joining without node " << id << ": no synced link within " << options_.join_timeout_ms
+                 << " ms; it is dialled again in the background, and its subscribers are unreachable from here "
+                    "until then";
+  }
+  phase_ = Phase::kRegistering;
+  zk::NodeInfo self;
+  self.id = options_.node_id;
+  self.client_url = options_.client_url;
+  self.peer_url = options_.peer_url;
+  self.version = options_.version;
+  self.started_ms = ctx_->started_unix_ms;
+  registry_->Register(self, [this](bool ok, const std::string& error) {
+    if (!ok) {
+      LOG(ERROR) << "mesh: cannot register in ZooKeeper: " << error << "; retrying";
+      phase_ = Phase::kJoining;
+      join_started_ms_ = MonotonicMs() - options_.join_timeout_ms;  // re-register on the next tick
+      return;
+    }
+    if (phase_ != Phase::kRegistering) return;
+    phase_ = Phase::kReady;
+    LOG(INFO) << "mesh: node " << options_.node_id << " registered; serving clients";
+    if (ready_) ready_();
+  });
+}
+
+void Mesh::Tick() {
+  const int64_t now = MonotonicMs();
+  if (!have_members_) {
+    LOG_EVERY_N(INFO, 200) << "mesh: still waiting for ZooKeeper membership";
+    return;
+  }
+  for (auto& [id, p] : peers_) {
+    if (p.member && !p.active && !p.dialing && now >= p.next_dial_ms && phase_ != Phase::kLeaving) {
+      // A settled node lets the smaller id dial first, so that simultaneous
+      // dials (and duplicate links) are rare; a joining node dials everyone.
+      const bool wait_for_them = phase_ == Phase::kReady && options_.node_id > id &&
+                                 now - p.first_seen_ms < options_.dial_grace_ms;
+      if (!wait_for_them) Dial(id, p);
+    }
+    if (p.active && !p.member) {
+      if (zk_suspended_) {
+        p.unregistered_since_ms = 0;  // ZooKeeper is down: trust the links, not stale membership
+      } else if (p.unregistered_since_ms == 0) {
+        p.unregistered_since_ms = now;
+      } else if (now - p.unregistered_since_ms >= options_.join_grace_ms) {
+        LOG(INFO) << "mesh: node " << id << " has no znode after " << options_.join_grace_ms
+                  << " ms; closing its link";
+        RefPtr<PeerLink> l = p.active;
+        l->loop()->QueueInLoop([l] { l->Close(CloseReason::kPeerLeft, false); });
+        p.unregistered_since_ms = now;  // the close arrives through HandleClosed
+      }
+    }
+  }
+  if (phase_ == Phase::kJoining) MaybeFinishJoin(now - join_started_ms_ >= options_.join_timeout_ms);
+  if (now - last_anti_entropy_ms_ >= options_.anti_entropy_interval_ms) {
+    last_anti_entropy_ms_ = now;
+    for (auto& [id, p] : peers_) {
+      if (p.active && p.synced) interest_.SendDigest(p.active.get());
+    }
+  }
+  SnapshotStatus();
+}
+
+void Mesh::SnapshotStatus() {
+  std::vector<PeerStatus> status;
+  bool healthy = phase_ == Phase::kReady && registry_->registered();
+  for (auto& [id, p] : peers_) {
+    PeerStatus s;
+    s.node_id = id;
+    s.peer_url = p.info.peer_url;
+    s.client_url = p.info.client_url;
+    s.member = p.member;
+    s.linked = static_cast<bool>(p.active);
+    s.synced = p.synced;
+    if (p.active) {
+      s.outbound = p.active->direction() == PeerLink::Direction::kOutbound;
+      s.rtt_ms = p.active->rtt_ms();
+      s.pending_bytes = p.active->out().pending_bytes();
+      s.in_msgs = p.active->in_msgs();
+      s.out_msgs = p.active->out().out_msgs();
+    }
+    if (p.node) s.interest = p.node->interest_count();
+    if (p.member && !(s.linked && s.synced)) healthy = false;
+    status.push_back(std::move(s));
+  }
+  std::lock_guard<std::mutex> lock(status_mu_);
+  status_ = std::move(status);
+  healthy_ = healthy;
+}
+
+std::vector<PeerStatus> Mesh::Status() const {
+  std::lock_guard<std::mutex> lock(status_mu_);
+  return status_;
+}
+
+bool Mesh::Healthy() const {
+  std::lock_guard<std::mutex> lock(status_mu_);
+  return healthy_;
+}
+
+}  // namespace zmesh::server::mesh

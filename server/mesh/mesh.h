@@ -1,0 +1,181 @@
+#pragma once
+
+// The mesh layer of a node (SPEC §3): membership from ZooKeeper, one
+// authenticated link to every other live node, this node's interest announced
+// to all of them, and their interest kept in the subject index.
+//
+// Joining: read the live nodes, link to all of them and receive their full
+// interest (bounded by join_timeout_ms), then register our znode; only then
+// does the server open its client port (Start's `ready` callback).
+//
+// Links: at most one carries traffic per node. When two links to the same
+// node exist (both sides dialled), both ends keep the one dialled by the node
+// with the smaller id (the newer one when both were dialled from the same
+// side) and retire the other without losing what is in flight on it. A node
+// dials a live peer it has no link to at once when its id is the smaller one,
+// after dial_grace_ms otherwise, so that simultaneous dials are rare.
+//
+// Reconciliation: the links converge to the live znodes through the children
+// watch plus a periodic check; an authenticated link from a node that is not
+// (yet) registered is a joining node and is kept for join_grace_ms.
+//
+// Threading: owned by the main loop thread. Links notify it from their
+// workers through On* methods (any thread), which post to the main loop.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "server/connection.h"
+#include "server/event_loop.h"
+#include "server/listener.h"
+#include "server/mesh/local_interest.h"
+#include "server/options.h"
+#include "zk/registry.h"
+
+namespace zmesh::server {
+struct ServerContext;
+class IoWorker;
+}  // namespace zmesh::server
+
+namespace zmesh::server::mesh {
+
+class PeerLink;
+class PeerNode;
+
+struct MeshOptions {
+  std::string node_id;
+  uint64_t incarnation = 0;
+  std::string secret;      // cluster secret; empty only with insecure peers
+  std::string client_url;  // nats://advertise:port, published in the znode
+  std::string peer_host;   // advertised host of the peer port
+  std::string peer_url;    // peer_host:bound port, set by Start; published in the znode
+  std::string version;
+  HostPort peer_listen;    // also the source address of outgoing links when specific
+  int64_t ping_interval_ms = 120000;
+  int max_pings_out = 2;
+  int64_t write_deadline_ms = 10000;
+  int64_t handshake_timeout_ms = 5000;
+  int64_t dial_timeout_ms = 2000;
+  int64_t dial_grace_ms = 1000;
+  int64_t join_timeout_ms = 10000;
+  int64_t join_grace_ms = 15000;
+  int64_t anti_entropy_interval_ms = 30000;
+  size_t peer_max_pending_bytes = 256u << 20;
+  size_t max_frame_bytes = (1u << 20) + (1u << 20);
+};
+
+// What /peerz and /healthz report about one peer (a copy).
+struct PeerStatus {
+  std::string node_id;
+  std::string peer_url;
+  std::string client_url;
+  bool member = false;      // has a znode
+  bool linked = false;      // has an active link
+  bool synced = false;      // its full interest arrived
+  bool outbound = false;    // we dialled the active link
+  int64_t rtt_ms = -1;
+  size_t pending_bytes = 0;
+  size_t interest = 0;      // entries learned from it
+  uint64_t in_msgs = 0;
+  uint64_t out_msgs = 0;
+};
+
+class Mesh {
+ public:
+  Mesh(ServerContext* ctx, MeshOptions options, EventLoop* main_loop, std::vector<IoWorker*> workers,
+       std::unique_ptr<zk::Registry> registry);
+  ~Mesh();
+  Mesh(const Mesh&) = delete;
+  Mesh& operator=(const Mesh&) = delete;
+
+  // Main thread. Listens on the peer port, connects to ZooKeeper, joins, and
+  // calls `ready` once registered (the server then opens its client port).
+  bool Start(std::function<void()> ready, std::string* error);
+  // Main thread: graceful leave, step one: delete our znode. `done` runs when
+  // ZooKeeper confirmed (or gave up).
+  void Leave(std::function<void()> done);
+  // Main thread: closes links and the session.
+  void Stop();
+
+  const MeshOptions& options() const { return options_; }
+  LocalInterest* interest() { return &interest_; }
+  ServerContext* ctx() const { return ctx_; }
+  const HostPort& peer_address() const { return listener_.bound(); }
+
+  // Any thread: notifications from links.
+  void OnLinkAuthenticated(PeerLink* link);
+  void OnLinkSynced(PeerLink* link);
+  void OnLinkClosed(PeerLink* link);
+  void CountRepair() { repairs_.fetch_add(1, std::memory_order_relaxed); }
+
+  // Any thread: a snapshot for monitoring.
+  std::vector<PeerStatus> Status() const;
+  // Registered, and every live peer linked and synced (SPEC: /healthz).
+  bool Healthy() const;
+  uint64_t repairs() const { return repairs_.load(std::memory_order_relaxed); }
+
+ private:
+  // Per remote node; main thread only.
+  struct Peer {
+    zk::NodeInfo info;                  // from ZooKeeper (may be empty for a joiner)
+    bool member = false;
+    int64_t first_seen_ms = 0;          // when we learnt we should link to it
+    int64_t unregistered_since_ms = 0;  // linked but without a znode since
+    RefPtr<PeerNode> node;
+    RefPtr<PeerLink> active;
+    std::vector<RefPtr<PeerLink>> retiring;
+    bool dialing = false;
+    int64_t next_dial_ms = 0;
+    int64_t backoff_ms = 0;
+    bool synced = false;
+  };
+
+  void HandleAuthenticated(RefPtr<PeerLink> link);
+  void HandleSynced(RefPtr<PeerLink> link);
+  void HandleClosed(RefPtr<PeerLink> link);
+  void HandleMembers(const std::vector<zk::NodeInfo>& members);
+  void HandleSession(zk::SessionState state);
+  void Accept(int fd, const PeerAddress& from);
+  void Dial(const std::string& node_id, Peer& peer);
+  void DialFinished(const std::string& node_id, int fd, const std::string& error);
+  void Tick();
+  void MaybeFinishJoin(bool timed_out);
+  bool Preferred(const PeerLink* candidate, const PeerLink* current) const;
+  IoWorker* NextWorker();
+  void UpdateConnectUrls();
+  void SnapshotStatus();
+
+  ServerContext* const ctx_;
+  MeshOptions options_;  // peer_url completed by Start, before any link exists
+  EventLoop* const main_loop_;
+  const std::vector<IoWorker*> workers_;
+  std::unique_ptr<zk::Registry> registry_;
+  LocalInterest interest_;
+  Listener listener_;
+  std::map<std::string, Peer> peers_;
+  std::vector<zk::NodeInfo> members_;
+  bool have_members_ = false;
+  bool zk_suspended_ = false;
+  std::unique_ptr<EventLoop::Timer> tick_;
+  size_t next_worker_ = 0;
+  uint64_t next_link_id_ = 1;
+  int64_t last_anti_entropy_ms_ = 0;
+
+  // Joining.
+  enum class Phase { kStarting, kJoining, kRegistering, kReady, kLeaving } phase_ = Phase::kStarting;
+  int64_t join_started_ms_ = 0;
+  std::function<void()> ready_;
+
+  // Monitoring copies, refreshed on the main thread.
+  mutable std::mutex status_mu_;
+  std::vector<PeerStatus> status_;
+  bool healthy_ = false;
+  std::atomic<uint64_t> repairs_{0};
+};
+
+}  // namespace zmesh::server::mesh

@@ -1,0 +1,145 @@
+#include "server/mesh/peer_node.h"
+
+#include <glog/logging.h>
+
+#include <vector>
+
+#include "server/mesh/peer_link.h"
+#include "server/subject_index.h"
+#include "server/subscription.h"
+
+namespace zmesh::server::mesh {
+
+PeerNode::PeerNode(SubjectIndex* index, std::string node_id, uint64_t incarnation)
+    : SubscriberEndpoint(Kind::kPeer), index_(index), node_id_(std::move(node_id)), incarnation_(incarnation) {}
+
+PeerNode::~PeerNode() {
+  // Remote subscriptions hold references on this node, so by now none is
+  // left in the index; only a link reference may remain.
+  if (link_ != nullptr) link_->Unref();
+}
+
+bool PeerNode::Forward(const Message& msg, const std::string_view* queues, size_t queue_count,
+                       RefPtr<Connection>* busy_link) {
+  thread_local std::string header;
+  header.clear();
+  proto::peer::EncodeMsgHeader(msg.subject, msg.reply, static_cast<int32_t>(msg.header_size), queues, queue_count,
+                               msg.payload.size(), &header);
+  const std::string_view pieces[2] = {header, msg.payload};
+  std::lock_guard<std::mutex> lock(mu_);
+  if (link_ == nullptr) return false;
+  size_t pending = 0;
+  if (!link_->Enqueue(pieces, 2, msg.payload.size(), true, CloseReason::kPeerResync, &pending)) return false;
+  if (link_->WantsBackpressure(pending)) *busy_link = RefPtr<Connection>(link_);
+  return true;
+}
+
+RefPtr<PeerLink> PeerNode::SwapLink(PeerLink* link) {
+  std::lock_guard<std::mutex> lock(mu_);
+  PeerLink* old = link_;
+  link->Ref();
+  link_ = link;
+  RefPtr<PeerLink> out(old);
+  if (old != nullptr) old->Unref();  // RefPtr took its own
+  return out;
+}
+
+bool PeerNode::DropLinkIf(PeerLink* link) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (link_ != link) return false;
+  link_->Unref();
+  link_ = nullptr;
+  ClearInterestLocked();
+  return true;
+}
+
+bool PeerNode::IsActive(const PeerLink* link) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return link_ == link;
+}
+
+RefPtr<PeerLink> PeerNode::link() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return RefPtr<PeerLink>(link_);
+}
+
+void PeerNode::RemoveLocked(Entry& e, const Key& key) {
+  digest_.Remove(key.first, key.second, e.count);
+  e.sub->set_closed();
+  index_->Remove(e.sub);
+  e.sub->Unref();
+  e.sub = nullptr;
+}
+
+void PeerNode::ApplyInterest(const PeerLink* from, const proto::peer::Interest& in) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (from != link_) return;
+  Key key(std::string(in.subject), std::string(in.queue));
+  auto it = interest_.find(key);
+  if (it != interest_.end()) {
+    it->second.epoch = epoch_;
+    if (it->second.count == in.count) return;
+    RemoveLocked(it->second, key);  // a new weight means a new entry in the index
+    if (in.count == 0) {
+      interest_.erase(it);
+      return;
+    }
+  } else if (in.count == 0) {
+    return;
+  }
+  auto* sub = new Subscription(this, key.first, key.second, std::string(), /*remote=*/true,
+                               key.second.empty() ? 1 : in.count);
+  if (!index_->Insert(sub)) {  // a peer announcing an invalid subject: ignore it, loudly
+    LOG(WARNING) << "peer " << node_id_ << " announced invalid subject '" << key.first << "'";
+    sub->Unref();
+    if (it != interest_.end()) interest_.erase(it);
+    return;
+  }
+  Entry& e = interest_[key];
+  e.sub = sub;
+  e.count = in.count;
+  e.epoch = epoch_;
+  digest_.Add(key.first, key.second, in.count);
+}
+
+void PeerNode::BeginSync(const PeerLink* from) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (from == link_) ++epoch_;
+}
+
+bool PeerNode::EndSync(const PeerLink* from, const proto::peer::Digest& announced) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (from != link_) return true;
+  std::vector<Key> stale;
+  for (auto& [key, e] : interest_) {
+    if (e.epoch != epoch_) stale.push_back(key);
+  }
+  for (const Key& key : stale) {
+    auto it = interest_.find(key);
+    RemoveLocked(it->second, key);
+    interest_.erase(it);
+  }
+  return digest_.hash == announced.digest && digest_.entries == announced.entries;
+}
+
+bool PeerNode::DigestMatches(const proto::peer::Digest& announced) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return digest_.hash == announced.digest && digest_.entries == announced.entries;
+}
+
+void PeerNode::ClearInterestLocked() {
+  for (auto& [key, e] : interest_) RemoveLocked(e, key);
+  interest_.clear();
+}
+
+size_t PeerNode::interest_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return interest_.size();
+}
+
+InterestDigest PeerNode::digest() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return digest_;
+}
+
+}  // namespace zmesh::server::mesh

@@ -1,0 +1,92 @@
+#pragma once
+
+// A remote mesh node as seen from here: the interest it announced (kept in
+// the subject index as remote subscriptions owned by this node, a queue
+// entry weighted by its member count) and the one link messages to it take.
+// Interest belongs to the node, not to a link, so replacing a duplicate link
+// does not make the node deaf; losing the node's only link drops it.
+//
+// Threading: any thread may Forward (publishers); interest changes come from
+// the worker of the node's active link; the mesh (main thread) swaps links.
+// One mutex guards the link and the interest table. Lock order: this mutex,
+// then the subject index's.
+
+#include <absl/container/flat_hash_map.h>
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "proto/peer_protocol.h"
+#include "server/connection.h"
+#include "server/mesh/interest_digest.h"
+#include "server/message.h"
+#include "server/subscriber_endpoint.h"
+
+namespace zmesh::server {
+class SubjectIndex;
+class Subscription;
+}  // namespace zmesh::server
+
+namespace zmesh::server::mesh {
+
+class PeerLink;
+
+class PeerNode : public SubscriberEndpoint {
+ public:
+  PeerNode(SubjectIndex* index, std::string node_id, uint64_t incarnation);
+
+  const std::string& node_id() const { return node_id_; }
+  uint64_t incarnation() const { return incarnation_; }
+
+  // Sends `msg` to the node once, naming the queue groups it was chosen for.
+  // Any thread. False when there is no link or the link cannot take it (the
+  // link is then reset). *busy_link is set when the link is behind and the
+  // publishing client should pause (see IoWorker::StallProducer).
+  bool Forward(const Message& msg, const std::string_view* queues, size_t queue_count, RefPtr<Connection>* busy_link);
+
+  // Makes `link` the active link; returns the one it replaces. Any thread.
+  RefPtr<PeerLink> SwapLink(PeerLink* link);
+  // If `link` is active: clears it and the node's interest; true if it was.
+  bool DropLinkIf(PeerLink* link);
+  bool IsActive(const PeerLink* link) const;
+  RefPtr<PeerLink> link() const;
+
+  // Interest frames, applied only when they come from the active link
+  // (a retiring duplicate may still carry stale ones).
+  void ApplyInterest(const PeerLink* from, const proto::peer::Interest& interest);
+  void BeginSync(const PeerLink* from);
+  // Ends a snapshot: drops what it did not mention. True when the resulting
+  // digest equals the one announced.
+  bool EndSync(const PeerLink* from, const proto::peer::Digest& announced);
+  bool DigestMatches(const proto::peer::Digest& announced) const;
+
+  size_t interest_count() const;
+  InterestDigest digest() const;
+
+ protected:
+  ~PeerNode() override;
+
+ private:
+  using Key = std::pair<std::string, std::string>;  // subject, queue
+  struct Entry {
+    Subscription* sub = nullptr;
+    uint32_t count = 0;
+    uint32_t epoch = 0;  // the snapshot that last mentioned it
+  };
+
+  void ClearInterestLocked();
+  void RemoveLocked(Entry& entry, const Key& key);
+
+  SubjectIndex* const index_;
+  const std::string node_id_;
+  const uint64_t incarnation_;
+  mutable std::mutex mu_;
+  PeerLink* link_ = nullptr;  // holds a reference
+  absl::flat_hash_map<Key, Entry> interest_;
+  InterestDigest digest_;
+  uint32_t epoch_ = 0;
+};
+
+}  // namespace zmesh::server::mesh
