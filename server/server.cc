@@ -1,6 +1,9 @@
 #include "server/server.h"
 
+#include <arpa/inet.h>
 #include <glog/logging.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,10 +12,14 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 
 #include "auth/authenticator.h"
 #include "server/client_connection.h"
 #include "server/io_worker.h"
+#include "server/mesh/mesh.h"
+#include "server/monitor/http_monitor.h"
+#include "zk/registry.h"
 #include "server/server_context.h"
 #include "server/version.h"
 
@@ -23,6 +30,47 @@ namespace {
 std::chrono::milliseconds SweepTick(const Options& o) {
   const int64_t shortest = std::min({o.auth_timeout_ms, o.ping_interval_ms, o.write_deadline_ms});
   return std::chrono::milliseconds(std::clamp<int64_t>(shortest / 4, 5, 1000));
+}
+
+bool IsWildcardHost(const std::string& host) { return host.empty() || host == "0.0.0.0" || host == "::"; }
+
+// The first non-loopback IPv4 address of this host (SPEC §7 --advertise).
+std::string FirstNonLoopbackAddress() {
+  ifaddrs* list = nullptr;
+  std::string found = "127.0.0.1";
+  if (getifaddrs(&list) != 0) return found;
+  for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET || (i->ifa_flags & IFF_LOOPBACK)) continue;
+    char buf[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
+    found = buf;
+    break;
+  }
+  freeifaddrs(list);
+  return found;
+}
+
+std::string AdvertisedHost(const Options& o, const std::string& listen_host) {
+  if (!o.advertise.empty()) return o.advertise;
+  return IsWildcardHost(listen_host) ? FirstNonLoopbackAddress() : listen_host;
+}
+
+bool ReadTrimmedFile(const std::string& path, std::string* out, std::string* error) {
+  std::ifstream in(path);
+  if (!in) {
+    *error = "cannot read " + path;
+    return false;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  while (!out->empty() && (out->back() == '\n' || out->back() == '\r' || out->back() == ' ')) out->pop_back();
+  return true;
+}
+
+uint64_t RandomU64() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
 }
 
 }  // namespace
@@ -67,8 +115,14 @@ bool Server::Start(std::string* error) {
     ctx_->authenticator = std::move(*authenticator);
   }
 
+  ctx_->started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  ctx_->broadcast_info = [this] { BroadcastInfo(); };
+
+  // Bound now (its port goes into the znode), accepting only once ready.
   client_listener_ = std::make_unique<Listener>(&main_loop_, [this](int fd, const PeerAddress& peer) { OnAccept(fd, peer); });
-  if (!client_listener_->Listen(options_.listen, error)) return false;
+  if (!client_listener_->Listen(options_.listen, error, /*accept_now=*/false)) return false;
   ctx_->info.set_port(client_listener_->bound().port);
 
   for (int i = 0; i < options_.threads; ++i) {
@@ -76,16 +130,107 @@ bool Server::Start(std::string* error) {
     workers_.back()->Start(SweepTick(options_));
   }
   InstallSignalHandlers();
-  if (!options_.ports_file.empty() && !WritePortsFile(error)) return false;
+  if (!options_.http_listen.empty() && !StartMonitor(error)) return false;
+  if (!options_.zk.empty()) return StartMesh(error);
+  BecomeReady();
+  return client_listener_->accepting();
+}
+
+bool Server::StartMesh(std::string* error) {
+  mesh::MeshOptions mo;
+  mo.node_id = ctx_->node_id;
+  mo.incarnation = RandomU64();
+  if (!options_.cluster_secret_file.empty() && !ReadTrimmedFile(options_.cluster_secret_file, &mo.secret, error)) {
+    return false;
+  }
+  if (mo.secret.empty() && !options_.insecure_peers) {
+    *error = "the cluster secret in " + options_.cluster_secret_file + " is empty";
+    return false;
+  }
+  mo.client_url = "nats://" + AdvertisedHost(options_, options_.listen.host) + ":" +
+                  std::to_string(client_listener_->bound().port);
+  mo.version = kZmeshVersion;
+  mo.peer_listen = options_.peer_listen;
+  mo.peer_host = AdvertisedHost(options_, options_.peer_listen.host);
+  mo.ping_interval_ms = options_.ping_interval_ms;
+  mo.max_pings_out = options_.max_pings_out;
+  mo.write_deadline_ms = options_.write_deadline_ms;
+  mo.handshake_timeout_ms = std::max<int64_t>(2 * options_.auth_timeout_ms, 1000);
+  mo.join_timeout_ms = options_.join_timeout_ms;
+  mo.join_grace_ms = options_.join_grace_ms;
+  mo.anti_entropy_interval_ms = options_.anti_entropy_interval_ms;
+  mo.peer_max_pending_bytes = options_.peer_max_pending_bytes;
+  mo.max_frame_bytes = static_cast<size_t>(options_.max_payload) + 4 * options_.max_control_line + 64 * 1024;
+
+  zk::RegistryOptions ro;
+  ro.connect = options_.zk;
+  ro.root = options_.zk_root;
+  ro.session_timeout_ms = options_.zk_session_timeout_ms;
+  // A znode left by our previous process names the peer address we just
+  // bound: that proves it is ours, so it may be replaced without waiting for
+  // the old session to expire (ZOOKEEPER.md). With an ephemeral port the
+  // address differs and the registry waits instead.
+  ro.steal_stale_znode = true;
+  if (!options_.zk_credentials_file.empty() && !ReadTrimmedFile(options_.zk_credentials_file, &ro.credentials, error)) {
+    return false;
+  }
+  EventLoop* main = &main_loop_;
+  auto registry = zk::NewZooKeeperRegistry(ro, [main](std::function<void()> task) { main->QueueInLoop(std::move(task)); });
+
+  std::vector<IoWorker*> workers;
+  for (auto& w : workers_) workers.push_back(w.get());
+  mesh_ = std::make_unique<mesh::Mesh>(ctx_.get(), mo, &main_loop_, std::move(workers), std::move(registry));
+  ctx_->interest = mesh_->interest();
+  return mesh_->Start([this] { BecomeReady(); }, error);
+}
+
+bool Server::StartMonitor(std::string* error) {
+  HostPort address;
+  if (!ParseHostPort(options_.http_listen, &address)) {
+    *error = "invalid --http_listen: " + options_.http_listen;
+    return false;
+  }
+  monitor::MonitorSources sources;
+  sources.ctx = ctx_.get();
+  sources.main_loop = &main_loop_;
+  for (auto& w : workers_) sources.workers.push_back(w.get());
+  sources.mesh = [this] { return mesh_.get(); };
+  sources.serving = [this] { return client_listener_->accepting(); };
+  monitor_ = std::make_unique<monitor::HttpMonitor>(std::move(sources));
+  return monitor_->Start(address, error);
+}
+
+void Server::BecomeReady() {
+  std::string error;
+  if (!client_listener_->StartAccepting(&error)) {
+    LOG(ERROR) << "cannot open the client port: " << error;
+    Shutdown();
+    return;
+  }
+  if (!options_.ports_file.empty() && !WritePortsFile(&error)) LOG(ERROR) << error;
   LOG(INFO) << "zmesh-server " << kZmeshVersion << " node " << ctx_->node_id << " listening for clients on "
             << client_listener_->bound().ToString() << " with " << workers_.size() << " I/O threads"
-            << (ctx_->authenticator ? ", authentication required" : "");
-  return true;
+            << (ctx_->authenticator ? ", authentication required" : "")
+            << (mesh_ ? ", peers on " + mesh_->peer_address().ToString() : ", standalone");
+}
+
+void Server::BroadcastInfo() {
+  const std::string line = ctx_->info.Broadcast();
+  for (auto& w : workers_) {
+    IoWorker* worker = w.get();
+    worker->loop()->QueueInLoop([worker, line] {
+      worker->ForEachConnection([&line](Connection* c) {
+        if (c->kind() == SubscriberEndpoint::Kind::kClient) static_cast<ClientConnection*>(c)->SendInfo(line);
+      });
+    });
+  }
 }
 
 bool Server::WritePortsFile(std::string* error) const {
   nlohmann::json j;
   j["client"] = client_listener_->bound().ToString();
+  if (mesh_) j["peer"] = mesh_->peer_address().ToString();
+  if (monitor_) j["http"] = monitor_->bound().ToString();
   const std::string tmp = options_.ports_file + ".tmp";
   {
     std::ofstream out(tmp);
@@ -128,9 +273,16 @@ void Server::InstallSignalHandlers() {
     signal_events_.push_back(ev);
   };
   add(SIGHUP, [](evutil_socket_t, short, void* arg) { static_cast<Server*>(arg)->ReloadUsers(); });
+  // The first SIGTERM/SIGINT starts a graceful leave; a second one stops now.
   auto stop = [](evutil_socket_t sig, short, void* arg) {
-    LOG(INFO) << "signal " << sig << ": shutting down";
-    static_cast<Server*>(arg)->Shutdown();
+    auto* server = static_cast<Server*>(arg);
+    if (server->lame_duck_) {
+      LOG(INFO) << "signal " << sig << " during lame duck: stopping now";
+      server->Shutdown();
+    } else {
+      LOG(INFO) << "signal " << sig << ": leaving gracefully (lame duck)";
+      server->EnterLameDuck();
+    }
   };
   add(SIGTERM, stop);
   add(SIGINT, stop);
@@ -143,8 +295,16 @@ void Server::ReloadUsers() {
   }
   absl::Status st = ctx_->authenticator->Reload();
   if (st.ok()) {
-    LOG(INFO) << "SIGHUP: reloaded users from " << options_.users_file << " (" << ctx_->authenticator->table()->size()
-              << " users); existing connections keep their session";
+    std::shared_ptr<const auth::UsersTable> table = ctx_->authenticator->table();
+    LOG(INFO) << "SIGHUP: reloaded users from " << options_.users_file << " (" << table->size() << " users)";
+    for (auto& w : workers_) {
+      IoWorker* worker = w.get();
+      worker->loop()->QueueInLoop([worker, table] {
+        worker->ForEachConnection([&table](Connection* c) {
+          if (c->kind() == SubscriberEndpoint::Kind::kClient) static_cast<ClientConnection*>(c)->OnUsersReloaded(*table);
+        });
+      });
+    }
   } else {
     LOG(ERROR) << "SIGHUP: keeping the previous users: " << st.message();
   }
@@ -152,12 +312,64 @@ void Server::ReloadUsers() {
 
 void Server::Run() {
   main_loop_.Run();
+  if (monitor_) monitor_->Stop();
   client_listener_->Close();
+  if (mesh_) mesh_->Stop();
   for (auto& w : workers_) w->Stop();
   if (ctx_->authenticator) ctx_->authenticator->Shutdown();
   LOG(INFO) << "node " << ctx_->node_id << " stopped";
 }
 
 void Server::Shutdown() { main_loop_.Quit(); }
+
+void Server::EnterLameDuck() {
+  if (lame_duck_) return;
+  lame_duck_ = true;
+  lame_duck_started_ms_ = MonotonicMs();
+  LOG(INFO) << "lame duck: deleting our znode, refusing new clients, moving " << ctx_->client_count.load()
+            << " client(s) over " << options_.lame_duck_duration_ms << " ms after a grace of "
+            << options_.lame_duck_grace_ms << " ms";
+  if (mesh_) mesh_->Leave([] { LOG(INFO) << "lame duck: znode deleted; peers see this node leave"; });
+  client_listener_->Close();
+  ctx_->info.set_lame_duck(true);
+  BroadcastInfo();
+  lame_duck_timer_ = main_loop_.RunEvery(std::chrono::milliseconds(50), [this] { LameDuckStep(); });
+}
+
+void Server::LameDuckStep() {
+  const int64_t elapsed = MonotonicMs() - lame_duck_started_ms_;
+  const int64_t grace = options_.lame_duck_grace_ms, duration = options_.lame_duck_duration_ms;
+  const int remaining = ctx_->client_count.load(std::memory_order_relaxed);
+  if (elapsed >= grace && remaining == 0) {
+    LOG(INFO) << "lame duck: every client has left; stopping";
+    Shutdown();
+    return;
+  }
+  if (elapsed >= grace + duration + kDrainBoundMs) {
+    LOG(WARNING) << "lame duck: " << remaining << " client(s) still open after the drain bound; stopping";
+    Shutdown();
+    return;
+  }
+  if (elapsed < grace) return;
+  // Close the remaining clients evenly over what is left of the duration,
+  // so that they do not all reconnect to the other nodes at once.
+  const int64_t left_ms = std::max<int64_t>(grace + duration - elapsed, 0);
+  const int64_t steps_left = std::max<int64_t>(left_ms / 50, 1);
+  const int per_worker =
+      static_cast<int>((remaining + steps_left - 1) / steps_left + workers_.size() - 1) / static_cast<int>(workers_.size());
+  if (per_worker == 0) return;
+  for (auto& w : workers_) {
+    IoWorker* worker = w.get();
+    worker->loop()->QueueInLoop([worker, per_worker] {
+      int closed = 0;
+      worker->ForEachConnection([&closed, per_worker](Connection* c) {
+        if (closed >= per_worker || c->kind() != SubscriberEndpoint::Kind::kClient || c->closing()) return;
+        RefPtr<Connection> hold(c);
+        c->Close(CloseReason::kLameDuck, /*flush=*/true);
+        ++closed;
+      });
+    });
+  }
+}
 
 }  // namespace zmesh::server

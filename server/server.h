@@ -21,6 +21,12 @@ namespace zmesh::server {
 
 struct ServerContext;
 class IoWorker;
+namespace mesh {
+class Mesh;
+}
+namespace monitor {
+class HttpMonitor;
+}
 
 class Server {
  public:
@@ -33,26 +39,45 @@ class Server {
   bool Start(std::string* error);
   // Runs the main loop until Shutdown(); then stops everything.
   void Run();
-  // Any thread.
+  // Any thread: stop now (closing every connection after a best-effort flush).
   void Shutdown();
+  // Main thread: graceful leave (SPEC §3, lame duck): delete our znode, stop
+  // accepting, tell clients to move (INFO ldm), close the remaining clients
+  // spread over --lame_duck_duration_ms after --lame_duck_grace_ms, drain,
+  // stop. Bounded: everything ends by grace + duration + kDrainBoundMs.
+  void EnterLameDuck();
+  static constexpr int64_t kDrainBoundMs = 5000;
 
   // Main thread: SIGHUP — re-read the users file, keeping connections.
   void ReloadUsers();
 
   const HostPort& client_address() const { return client_listener_->bound(); }
   ServerContext* context() const { return ctx_.get(); }
+  mesh::Mesh* mesh() const { return mesh_.get(); }
 
  private:
+  bool StartMesh(std::string* error);
+  // The node may serve clients: open the client port, write the ports file.
+  void BecomeReady();
+  void BroadcastInfo();
   void OnAccept(int fd, const PeerAddress& peer);
   void InstallSignalHandlers();
   bool WritePortsFile(std::string* error) const;
+  // Serves monitoring on --http_listen (before joining, so /healthz says 503).
+  bool StartMonitor(std::string* error);
 
   const Options options_;
   EventLoop main_loop_;
   std::unique_ptr<ServerContext> ctx_;
   std::vector<std::unique_ptr<IoWorker>> workers_;
   std::unique_ptr<Listener> client_listener_;
+  std::unique_ptr<mesh::Mesh> mesh_;
+  std::unique_ptr<monitor::HttpMonitor> monitor_;  // --http_listen; null when off
   std::vector<event*> signal_events_;
+  bool lame_duck_ = false;
+  int64_t lame_duck_started_ms_ = 0;
+  std::unique_ptr<EventLoop::Timer> lame_duck_timer_;
+  void LameDuckStep();
   size_t next_worker_ = 0;
 };
 
