@@ -1,0 +1,26 @@
+#pragma once
+
+// Builds a zmesh::Client on an Engine configured with test hooks (fake
+// discovery), so unit tests drive the failover logic through the public API.
+//
+// Thread safety: as Client::Connect.
+
+#include <memory>
+
+#include <zmesh/client.h>
+
+#include "client/engine.h"
+
+namespace zmesh::client {
+
+struct ClientAccess {
+  static Status Connect(Options options, Engine::Hooks hooks, std::unique_ptr<Client>* out) {
+    auto engine = std::make_shared<Engine>(std::move(options), std::move(hooks));
+    Status st = engine->Start();
+    if (!st.ok()) return st;
+    out->reset(new Client(std::move(engine)));
+    return Status::Ok();
+  }
+};
+
+}  // namespace zmesh::client

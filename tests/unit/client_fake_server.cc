@@ -1,0 +1,392 @@
+#include "tests/unit/client_fake_server.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <future>
+#include <sstream>
+
+#include "proto/parser.h"
+#include "proto/subject.h"
+
+namespace zmesh::client::testing {
+
+struct FakeServer::Conn {
+  int fd = -1;
+  bool connected = false;  // CONNECT received
+  bool headers = false;
+  bool no_responders = false;
+  std::string in;
+  struct Sub {
+    std::string subject;
+    std::string queue;
+    int64_t max = 0;
+    int64_t count = 0;
+  };
+  std::map<std::string, Sub> subs;  // by sid
+};
+
+FakeServer::FakeServer(Config config) : config_(std::move(config)) {
+  if (::pipe2(wake_, O_NONBLOCK | O_CLOEXEC) != 0) std::abort();
+  OpenListener();
+  thread_ = std::thread([this] { Loop(); });
+}
+
+FakeServer::~FakeServer() {
+  stop_ = true;
+  const char b = 'x';
+  [[maybe_unused]] ssize_t n = ::write(wake_[1], &b, 1);
+  thread_.join();
+  CloseAll();
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+  ::close(wake_[0]);
+  ::close(wake_[1]);
+}
+
+void FakeServer::OpenListener() {
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port_);
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) std::abort();
+  socklen_t len = sizeof(addr);
+  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  port_ = ntohs(addr.sin_port);
+  ::listen(listen_fd_, 64);
+  alive_ = true;
+}
+
+void FakeServer::Post(std::function<void()> fn) {
+  auto done = std::make_shared<std::promise<void>>();
+  auto fut = done->get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_.push_back([fn = std::move(fn), done] {
+      fn();
+      done->set_value();
+    });
+  }
+  const char b = 'x';
+  [[maybe_unused]] ssize_t n = ::write(wake_[1], &b, 1);
+  fut.wait();
+}
+
+void FakeServer::CloseAll() {
+  for (auto& c : conns_) {
+    // RST instead of FIN, as a killed process's sockets mostly end.
+    linger lg{1, 0};
+    ::setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    ::close(c->fd);
+  }
+  conns_.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  open_ = 0;
+}
+
+void FakeServer::Kill() {
+  Post([this] {
+    CloseAll();
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+    listen_fd_ = -1;
+    alive_ = false;
+  });
+}
+
+void FakeServer::Restart() {
+  Post([this] {
+    if (listen_fd_ < 0) OpenListener();
+  });
+}
+
+void FakeServer::SetAnswerPings(bool answer) { answer_pings_ = answer; }
+
+void FakeServer::SendToAll(const std::string& bytes) {
+  Post([this, bytes] {
+    for (auto& c : conns_) Send(c.get(), bytes);
+  });
+}
+
+void FakeServer::SendInfo(const std::string& extra) { SendToAll(InfoLine(extra)); }
+
+void FakeServer::Inject(const std::string& subject, const std::string& payload) {
+  Post([this, subject, payload] { Route(subject, "", "", payload, nullptr); });
+}
+
+int FakeServer::connections() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return open_;
+}
+
+int FakeServer::accepted() const { return accepted_.load(); }
+
+std::vector<std::string> FakeServer::log() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return log_;
+}
+
+std::vector<std::string> FakeServer::LogWith(const std::string& prefix) const {
+  std::vector<std::string> out;
+  for (const std::string& e : log()) {
+    if (e.rfind(prefix, 0) == 0) out.push_back(e);
+  }
+  return out;
+}
+
+void FakeServer::ClearLog() {
+  std::lock_guard<std::mutex> lock(mu_);
+  log_.clear();
+}
+
+std::string FakeServer::InfoLine(const std::string& extra) const {
+  if (!config_.raw_info.empty() && extra.empty()) return config_.raw_info;
+  std::ostringstream os;
+  os << "INFO {\"server_id\":\"" << config_.name << "\",\"server_name\":\"" << config_.name
+     << "\",\"version\":\"2.9.10\",\"proto\":1,\"headers\":" << (config_.headers ? "true" : "false")
+     << ",\"max_payload\":" << config_.max_payload
+     << ",\"auth_required\":" << (config_.user.empty() ? "false" : "true");
+  if (!config_.connect_urls.empty()) {
+    os << ",\"connect_urls\":[";
+    for (size_t i = 0; i < config_.connect_urls.size(); ++i) {
+      os << (i ? "," : "") << "\"" << config_.connect_urls[i] << "\"";
+    }
+    os << "]";
+  }
+  if (!extra.empty()) os << "," << extra;
+  os << "}\r\n";
+  return os.str();
+}
+
+void FakeServer::Send(Conn* c, const std::string& bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    const ssize_t n = ::send(c->fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      pollfd p{c->fd, POLLOUT, 0};
+      ::poll(&p, 1, 100);
+      continue;
+    }
+    return;  // the reader notices the dead socket
+  }
+}
+
+void FakeServer::Accept() {
+  for (;;) {
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    auto c = std::make_unique<Conn>();
+    c->fd = fd;
+    ++accepted_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++open_;
+    }
+    Send(c.get(), InfoLine(""));
+    conns_.push_back(std::move(c));
+  }
+}
+
+void FakeServer::Loop() {
+  while (!stop_) {
+    std::vector<pollfd> fds;
+    fds.push_back({wake_[0], POLLIN, 0});
+    if (listen_fd_ >= 0) fds.push_back({listen_fd_, POLLIN, 0});
+    const size_t first_conn = fds.size();
+    for (auto& c : conns_) fds.push_back({c->fd, POLLIN, 0});
+    ::poll(fds.data(), fds.size(), 100);
+    if (fds[0].revents & POLLIN) {
+      char buf[64];
+      while (::read(wake_[0], buf, sizeof(buf)) > 0) {
+      }
+      std::vector<std::function<void()>> tasks;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        tasks.swap(tasks_);
+      }
+      for (auto& t : tasks) t();
+      continue;  // the fd set may have changed
+    }
+    if (listen_fd_ >= 0 && first_conn == 2 && (fds[1].revents & POLLIN)) Accept();
+    std::vector<Conn*> ready;
+    for (size_t i = first_conn; i < fds.size() && i - first_conn < conns_.size(); ++i) {
+      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) ready.push_back(conns_[i - first_conn].get());
+    }
+    for (Conn* c : ready) Read(c);
+    // Drop closed connections.
+    for (size_t i = 0; i < conns_.size();) {
+      if (conns_[i]->fd < 0) {
+        conns_.erase(conns_.begin() + static_cast<long>(i));
+        std::lock_guard<std::mutex> lock(mu_);
+        --open_;
+      } else {
+        ++i;
+      }
+    }
+  }
+}
+
+void FakeServer::Read(Conn* c) {
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::recv(c->fd, buf, sizeof(buf), 0);
+    if (n > 0) {
+      c->in.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    ::close(c->fd);
+    c->fd = -1;
+    return;
+  }
+  // Line-oriented parse of what the client sent (our own client: well formed).
+  for (;;) {
+    const size_t eol = c->in.find("\r\n");
+    if (eol == std::string::npos) return;
+    const std::string line = c->in.substr(0, eol);
+    if (line.rfind("PUB ", 0) == 0 || line.rfind("HPUB ", 0) == 0) {
+      const size_t sp = line.rfind(' ');
+      const int64_t size = proto::ParseSize(std::string_view(line).substr(sp + 1));
+      if (size < 0) {
+        ::close(c->fd);
+        c->fd = -1;
+        return;
+      }
+      if (c->in.size() < eol + 2 + static_cast<size_t>(size) + 2) return;
+      const std::string payload = c->in.substr(eol + 2, static_cast<size_t>(size));
+      c->in.erase(0, eol + 2 + static_cast<size_t>(size) + 2);
+      HandleLine(c, line, &payload);
+    } else {
+      c->in.erase(0, eol + 2);
+      HandleLine(c, line, nullptr);
+    }
+    if (c->fd < 0) return;
+  }
+}
+
+void FakeServer::HandleLine(Conn* c, const std::string& line, const std::string* payload) {
+  std::string_view args[6];
+  const size_t n = proto::SplitArgs(line, args, 6);
+  if (n == 0) return;
+  const std::string op(args[0]);
+  auto log = [&](const std::string& entry) {
+    std::lock_guard<std::mutex> lock(mu_);
+    log_.push_back(entry);
+  };
+  if (op == "CONNECT") {
+    const std::string json = line.substr(8);
+    log("CONNECT " + json);
+    c->headers = json.find("\"headers\":true") != std::string::npos;
+    c->no_responders = json.find("\"no_responders\":true") != std::string::npos;
+    if (!config_.user.empty()) {
+      const bool ok = json.find("\"user\":\"" + config_.user + "\"") != std::string::npos &&
+                      json.find("\"pass\":\"" + config_.password + "\"") != std::string::npos;
+      if (!ok) {
+        Send(c, "-ERR 'Authorization Violation'\r\n");
+        ::close(c->fd);
+        c->fd = -1;
+        return;
+      }
+    }
+    c->connected = true;
+  } else if (op == "PING") {
+    log("PING");
+    if (answer_pings_) Send(c, "PONG\r\n");
+  } else if (op == "PONG") {
+    log("PONG");
+  } else if (op == "SUB") {
+    Conn::Sub sub;
+    sub.subject = std::string(args[1]);
+    std::string sid;
+    if (n == 4) {
+      sub.queue = std::string(args[2]);
+      sid = std::string(args[3]);
+      log("SUB " + sub.subject + " " + sub.queue + " " + sid);
+    } else {
+      sid = std::string(args[2]);
+      log("SUB " + sub.subject + " " + sid);
+    }
+    c->subs[sid] = sub;
+  } else if (op == "UNSUB") {
+    const std::string sid(args[1]);
+    if (n >= 3) {
+      log("UNSUB " + sid + " " + std::string(args[2]));
+      auto it = c->subs.find(sid);
+      if (it != c->subs.end()) {
+        it->second.max = proto::ParseSize(args[2]);
+        if (it->second.count >= it->second.max) c->subs.erase(it);
+      }
+    } else {
+      log("UNSUB " + sid);
+      c->subs.erase(sid);
+    }
+  } else if (op == "PUB" || op == "HPUB") {
+    const bool h = op == "HPUB";
+    const size_t fixed = h ? 4 : 3;
+    const std::string subject(args[1]);
+    const std::string reply = n == fixed + 1 ? std::string(args[2]) : std::string();
+    std::string headers;
+    std::string body = *payload;
+    if (h) {
+      const int64_t hs = proto::ParseSize(args[n - 2]);
+      headers = payload->substr(0, static_cast<size_t>(hs));
+      body = payload->substr(static_cast<size_t>(hs));
+    }
+    log(op + " " + subject + (reply.empty() ? "" : " " + reply) + " " + body);
+    Route(subject, reply, headers, body, c);
+  }
+}
+
+void FakeServer::Route(const std::string& subject, const std::string& reply, const std::string& headers,
+                       const std::string& payload, Conn* from) {
+  bool delivered = false;
+  std::map<std::string, bool> queue_served;
+  for (auto& c : conns_) {
+    if (c->fd < 0) continue;
+    for (auto it = c->subs.begin(); it != c->subs.end();) {
+      Conn::Sub& s = it->second;
+      if (!proto::SubjectMatches(s.subject, subject) || (!s.queue.empty() && queue_served[s.queue])) {
+        ++it;
+        continue;
+      }
+      if (!s.queue.empty()) queue_served[s.queue] = true;
+      std::string msg;
+      if (headers.empty()) {
+        msg = "MSG " + subject + " " + it->first + (reply.empty() ? "" : " " + reply) + " " +
+              std::to_string(payload.size()) + "\r\n" + payload + "\r\n";
+      } else {
+        msg = "HMSG " + subject + " " + it->first + (reply.empty() ? "" : " " + reply) + " " +
+              std::to_string(headers.size()) + " " + std::to_string(headers.size() + payload.size()) + "\r\n" +
+              headers + payload + "\r\n";
+      }
+      Send(c.get(), msg);
+      delivered = true;
+      ++s.count;
+      if (s.max > 0 && s.count >= s.max) {
+        it = c->subs.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (!delivered && from != nullptr && !reply.empty() && from->headers && from->no_responders) {
+    for (auto& [sid, s] : from->subs) {
+      if (!proto::SubjectMatches(s.subject, reply)) continue;
+      const std::string hdr = "NATS/1.0 503\r\n\r\n";
+      Send(from, "HMSG " + reply + " " + sid + " " + std::to_string(hdr.size()) + " " + std::to_string(hdr.size()) +
+                     "\r\n" + hdr + "\r\n");
+      break;
+    }
+  }
+}
+
+}  // namespace zmesh::client::testing
