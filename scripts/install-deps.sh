@@ -16,6 +16,8 @@ packages=(
   nats-server golang-go golang-github-nats-io-go-nats-dev
   # tests and tools: openssl CLI (test certificates), python3 (benchmark driver), procps (ps)
   openssl python3 procps iproute2
+  # deploy/lint.sh: shell script linting
+  shellcheck
 )
 
 missing=()
