@@ -112,6 +112,12 @@ void EncodeDigest(FrameType type, const Digest& d, std::string* out) {
   Finish(at, 0, out);
 }
 
+void EncodeLeaving(const Leaving& l, std::string* out) {
+  const size_t at = Begin(FrameType::kLeaving, out);
+  PutU64(l.drain_ms, out);
+  Finish(at, 0, out);
+}
+
 void EncodeMsgHeader(std::string_view subject, std::string_view reply, int32_t header_size,
                      const std::string_view* queues, size_t queue_count, size_t payload_size, std::string* header) {
   const size_t at = Begin(FrameType::kMsg, header);
@@ -146,6 +152,8 @@ bool FrameReader::Decode(std::string_view body, uint8_t type, Frame* f) {
     case FrameType::kSyncEnd:
     case FrameType::kDigest:
       return c.U64(&f->digest.digest) && c.U64(&f->digest.entries) && c.done();
+    case FrameType::kLeaving:
+      return c.U64(&f->leaving.drain_ms) && c.done();
     case FrameType::kMsg: {
       uint32_t hdr = 0, size = 0;
       uint16_t nq = 0;

@@ -37,6 +37,7 @@ enum class FrameType : uint8_t {
   kResync = 0x14,     // asks the receiver for a full snapshot
   kMsg = 0x20,        // a message for the receiver's local subscribers
   kRetire = 0x30,     // the sender sends nothing more on this link
+  kLeaving = 0x31,    // the sender left the mesh (znode deleted) and drains its clients for up to N ms
 };
 
 struct Hello {
@@ -59,6 +60,10 @@ struct Digest {
   uint64_t entries = 0;
 };
 
+struct Leaving {
+  uint64_t drain_ms = 0;  // keep the link at most this long
+};
+
 struct Msg {
   std::string_view subject;
   std::string_view reply;
@@ -74,6 +79,7 @@ struct Frame {
   std::string_view mac;
   Interest interest;
   Digest digest;
+  Leaving leaving;
   Msg msg;
 };
 
@@ -105,6 +111,7 @@ void EncodeAuth(std::string_view mac, std::string* out);
 void EncodeEmpty(FrameType type, std::string* out);  // PING, PONG, SYNC_BEGIN, RESYNC, RETIRE
 void EncodeInterest(const Interest& interest, std::string* out);
 void EncodeDigest(FrameType type, const Digest& digest, std::string* out);  // SYNC_END, DIGEST
+void EncodeLeaving(const Leaving& leaving, std::string* out);
 
 // A MSG frame without its payload bytes: the caller writes *header then the
 // payload, so the payload is copied once, straight into the link's buffer.

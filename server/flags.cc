@@ -2,6 +2,8 @@
 
 #include <gflags/gflags.h>
 
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 // SPEC §7 names these flags; scripts and operators rely on the names.
@@ -120,6 +122,48 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   if (o->max_connections <= 0 || o->max_subs < 0) {
     *error = "--max_connections must be positive and --max_subs not negative";
     return false;
+  }
+  return true;
+}
+
+}  // namespace zmesh::server
+
+namespace zmesh::server {
+
+bool ValidateFlagfiles(const std::string& paths, std::string* error) {
+  std::stringstream list(paths);
+  std::string path;
+  while (std::getline(list, path, ',')) {
+    if (path.empty()) continue;
+    std::ifstream in(path);
+    if (!in) {
+      *error = "cannot read flagfile " + path;
+      return false;
+    }
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+      const size_t first = line.find_first_not_of(" \t\r");
+      if (first == std::string::npos || line[first] == '#') continue;
+      const std::string where = path + ":" + std::to_string(n) + ": ";
+      if (line[first] != '-') {
+        *error = where + "not a --flag line (gflags would ignore every flag after it)";
+        return false;
+      }
+      if (line.find(" #") != std::string::npos || line.find("\t#") != std::string::npos) {
+        *error = where + "a comment must be on a line of its own (gflags would take it as part of the value)";
+        return false;
+      }
+      std::string name = line.substr(line.find_first_not_of('-', first));
+      name = name.substr(0, name.find_first_of("= \t\r"));
+      gflags::CommandLineFlagInfo info;
+      const bool known = gflags::GetCommandLineFlagInfo(name.c_str(), &info) ||
+                         (name.rfind("no", 0) == 0 && gflags::GetCommandLineFlagInfo(name.substr(2).c_str(), &info) &&
+                          info.type == "bool");
+      if (!known) {
+        *error = where + "unknown flag --" + name;
+        return false;
+      }
+    }
   }
   return true;
 }

@@ -13,4 +13,9 @@ namespace zmesh::server {
 // flag value is invalid.
 bool OptionsFromFlags(Options* options, std::string* error);
 
+// gflags silently skips unknown flags inside a --flagfile and takes a
+// trailing "# comment" as part of a value; an operator's typo would then go
+// unnoticed. Checks every line of the given comma-separated flagfiles.
+bool ValidateFlagfiles(const std::string& paths, std::string* error);
+
 }  // namespace zmesh::server

@@ -18,7 +18,10 @@ int main(int argc, char** argv) {
 
   zmesh::server::Options options;
   std::string error;
-  if (!zmesh::server::OptionsFromFlags(&options, &error)) {
+  std::string flagfiles;
+  gflags::GetCommandLineOption("flagfile", &flagfiles);
+  if (!zmesh::server::ValidateFlagfiles(flagfiles, &error) ||
+      !zmesh::server::OptionsFromFlags(&options, &error)) {
     std::cerr << "zmesh-server: " << error << "\n";
     return 2;
   }

@@ -329,7 +329,10 @@ void Server::EnterLameDuck() {
   LOG(INFO) << "lame duck: deleting our znode, refusing new clients, moving " << ctx_->client_count.load()
             << " client(s) over " << options_.lame_duck_duration_ms << " ms after a grace of "
             << options_.lame_duck_grace_ms << " ms";
-  if (mesh_) mesh_->Leave([] { LOG(INFO) << "lame duck: znode deleted; peers see this node leave"; });
+  if (mesh_) {
+    mesh_->Leave(options_.lame_duck_grace_ms + options_.lame_duck_duration_ms + kDrainBoundMs,
+                 [] { LOG(INFO) << "lame duck: znode deleted; peers see this node leave"; });
+  }
   client_listener_->Close();
   ctx_->info.set_lame_duck(true);
   BroadcastInfo();

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <random>
 
+#include "proto/peer_protocol.h"
 #include "server/io_worker.h"
 #include "server/mesh/peer_link.h"
 #include "server/mesh/peer_node.h"
@@ -87,9 +88,27 @@ bool Mesh::Start(std::function<void()> ready, std::string* error) {
   return true;
 }
 
-void Mesh::Leave(std::function<void()> done) {
+void Mesh::Leave(int64_t drain_ms, std::function<void()> done) {
   phase_ = Phase::kLeaving;
+  std::string frame;
+  proto::peer::EncodeLeaving({static_cast<uint64_t>(std::max<int64_t>(drain_ms, 0))}, &frame);
+  for (auto& [id, p] : peers_) {
+    if (p.active) p.active->SendFrame(frame);
+  }
   registry_->Unregister(std::move(done));
+}
+
+void Mesh::OnPeerLeaving(PeerLink* link, uint64_t drain_ms) {
+  RefPtr<PeerLink> ref(link);
+  main_loop_->QueueInLoop([this, ref, drain_ms] {
+    auto it = peers_.find(ref->peer_node_id());
+    if (it == peers_.end()) return;
+    // A leaving node still serves its remaining clients; its link carries
+    // their traffic until it closes it (bounded by what it announced).
+    const int64_t bound = static_cast<int64_t>(std::min<uint64_t>(drain_ms, 24ull * 3600 * 1000));
+    it->second.leaving_until_ms = MonotonicMs() + bound + options_.handshake_timeout_ms;
+    LOG(INFO) << "mesh: node " << it->first << " is leaving; keeping its link for up to " << bound << " ms";
+  });
 }
 
 void Mesh::Stop() {
@@ -124,6 +143,7 @@ void Mesh::HandleMembers(const std::vector<zk::NodeInfo>& members) {
     p.info = m;
     p.member = true;
     p.unregistered_since_ms = 0;
+    p.leaving_until_ms = 0;
     if (p.first_seen_ms == 0) p.first_seen_ms = now;
   }
   for (auto it = peers_.begin(); it != peers_.end();) {
@@ -413,7 +433,14 @@ void Mesh::Tick() {
       if (!wait_for_them) Dial(id, p);
     }
     if (p.active && !p.member) {
-      if (zk_suspended_) {
+      if (now < p.leaving_until_ms) {
+        p.unregistered_since_ms = 0;  // draining on purpose; the link itself tells when it is over
+      } else if (p.leaving_until_ms != 0) {
+        LOG(INFO) << "mesh: node " << id << " is still linked after its announced drain; closing its link";
+        RefPtr<PeerLink> l = p.active;
+        l->loop()->QueueInLoop([l] { l->Close(CloseReason::kPeerLeft, false); });
+        p.leaving_until_ms = 0;
+      } else if (zk_suspended_) {
         p.unregistered_since_ms = 0;  // ZooKeeper is down: trust the links, not stale membership
       } else if (p.unregistered_since_ms == 0) {
         p.unregistered_since_ms = now;

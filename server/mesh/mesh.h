@@ -96,9 +96,11 @@ class Mesh {
   // Main thread. Listens on the peer port, connects to ZooKeeper, joins, and
   // calls `ready` once registered (the server then opens its client port).
   bool Start(std::function<void()> ready, std::string* error);
-  // Main thread: graceful leave, step one: delete our znode. `done` runs when
-  // ZooKeeper confirmed (or gave up).
-  void Leave(std::function<void()> done);
+  // Main thread: graceful leave, step one: delete our znode and tell every
+  // peer (LEAVING) to keep its link to us for up to `drain_ms` while our
+  // clients move, instead of treating us as gone. `done` runs when ZooKeeper
+  // confirmed the delete (or gave up).
+  void Leave(int64_t drain_ms, std::function<void()> done);
   // Main thread: closes links and the session.
   void Stop();
 
@@ -111,6 +113,7 @@ class Mesh {
   void OnLinkAuthenticated(PeerLink* link);
   void OnLinkSynced(PeerLink* link);
   void OnLinkClosed(PeerLink* link);
+  void OnPeerLeaving(PeerLink* link, uint64_t drain_ms);
   void CountRepair() { repairs_.fetch_add(1, std::memory_order_relaxed); }
 
   // Any thread: a snapshot for monitoring.
@@ -126,6 +129,7 @@ class Mesh {
     bool member = false;
     int64_t first_seen_ms = 0;          // when we learnt we should link to it
     int64_t unregistered_since_ms = 0;  // linked but without a znode since
+    int64_t leaving_until_ms = 0;       // it announced a graceful leave: keep the link until then
     RefPtr<PeerNode> node;
     RefPtr<PeerLink> active;
     std::vector<RefPtr<PeerLink>> retiring;

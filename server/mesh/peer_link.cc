@@ -137,6 +137,9 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
         peer_retired_ = true;  // it switched to another link; we follow when the mesh sees it
       }
       return;
+    case peer::FrameType::kLeaving:
+      mesh_->OnPeerLeaving(this, f.leaving.drain_ms);
+      return;
     case peer::FrameType::kHello:
     case peer::FrameType::kAuth:
     case peer::FrameType::kPing:
