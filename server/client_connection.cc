@@ -72,14 +72,20 @@ ClientConnection::ClientConnection(ServerContext* ctx, IoWorker* worker, int fd,
               proto::Parser::Limits{ctx->options.max_control_line, ctx->options.max_payload}),
       auth_required_(ctx->authenticator != nullptr) {
   write_deadline_ms_ = ctx->options.write_deadline_ms;
+  handshake_timeout_ms_ = ctx->options.auth_timeout_ms;
   parser_.set_headers_allowed(false);  // until CONNECT asks for headers
+  if (ctx->tls) EnableTls(ctx->tls->client_port(), /*server_side=*/true, "");
 }
 
 ClientConnection::~ClientConnection() = default;
 
 void ClientConnection::OnStart() {
   last_ping_ms_ = created_ms();
-  SendControl(ctx_->info.ForClient(id(), remote_ip_));
+  if (tls()) {
+    WriteClearNow(ctx_->info.ForClient(id(), remote_ip_));  // then the client starts TLS
+  } else {
+    SendControl(ctx_->info.ForClient(id(), remote_ip_));
+  }
 }
 
 void ClientConnection::SendInfo(std::string_view info_line) {

@@ -29,6 +29,7 @@ enum class CloseReason : uint8_t {
   kPeerLeft,
   kPeerResync,
   kLameDuck,
+  kTlsHandshakeError,
 };
 
 constexpr std::string_view CloseReasonText(CloseReason r) {
@@ -53,6 +54,7 @@ constexpr std::string_view CloseReasonText(CloseReason r) {
     case CloseReason::kPeerLeft: return "Peer Left The Mesh";
     case CloseReason::kPeerResync: return "Peer Link Reset For Resync";
     case CloseReason::kLameDuck: return "Lame Duck Mode";
+    case CloseReason::kTlsHandshakeError: return "TLS Handshake Failure";
   }
   return "Unknown";
 }

@@ -9,6 +9,7 @@
 
 #include "server/event_loop.h"
 #include "server/io_worker.h"
+#include "server/tls_transport.h"
 
 namespace zmesh::server {
 namespace {
@@ -27,7 +28,8 @@ Connection::Connection(Kind kind, IoWorker* worker, int fd, uint64_t id, std::st
       fd_(fd),
       id_(id),
       remote_address_(std::move(remote_address)),
-      out_(fd, max_pending) {
+      transport_(std::make_unique<PlainTransport>(fd)),
+      out_(fd, transport_.get(), max_pending) {
   created_ms_ = last_read_ms_ = MonotonicMs();
   created_unix_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
@@ -41,20 +43,55 @@ Connection::~Connection() {
 
 EventLoop* Connection::loop() const { return worker_->loop(); }
 
+void Connection::EnableTls(SSL_CTX* ctx, bool server_side, const std::string& expected_host) {
+  transport_ = std::make_unique<TlsTransport>(ctx, fd_, server_side, expected_host);
+  out_.set_transport(transport_.get());
+}
+
 void Connection::Start() {
   read_event_ = event_new(worker_->loop()->base(), fd_, EV_READ | EV_PERSIST, &Connection::OnReadable, this);
   event_add(read_event_, nullptr);
   worker_->AddConnection(this);
   OnStart();
+  if (!closing_ && !transport_->handshake_done()) ContinueHandshake();  // a TLS client speaks first
 }
 
-void Connection::OnReadable(evutil_socket_t fd, short, void* arg) {
+void Connection::WriteClearNow(std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+    if (n <= 0 && errno != EINTR) return;  // the read side will see what is wrong
+    if (n > 0) bytes.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+bool Connection::ContinueHandshake() {
+  switch (transport_->DoHandshake()) {
+    case Transport::Handshake::kDone:
+      VLOG(1) << "conn " << id_ << " " << remote_address_ << ": TLS established";
+      FlushFromAnyThread();  // what was queued during the handshake
+      return true;
+    case Transport::Handshake::kWantRead:
+      return false;
+    case Transport::Handshake::kWantWrite:
+      ArmWriteEvent();
+      return false;
+    case Transport::Handshake::kFailed:
+      LOG(INFO) << "conn " << id_ << " " << remote_address_ << ": TLS handshake failed: " << transport_->last_error();
+      Close(CloseReason::kTlsHandshakeError, false);
+      return false;
+  }
+  return false;
+}
+
+void Connection::OnReadable(evutil_socket_t, short, void* arg) {
   RefPtr<Connection> self(static_cast<Connection*>(arg));  // Close() may drop the worker's reference
   Connection* c = self.get();
   IoWorker* w = c->worker_;
   c->last_read_ms_ = MonotonicMs();
+  if (!c->transport_->handshake_done() && !c->ContinueHandshake()) return;
   for (int i = 0; i < kMaxReadsPerEvent && !c->closing_ && !c->reading_paused(); ++i) {
-    const ssize_t n = ::read(fd, w->read_buffer(), IoWorker::kReadBufferBytes);
+    int err = 0;
+    const ssize_t n = c->transport_->Read(w->read_buffer(), IoWorker::kReadBufferBytes, &err);
     if (n > 0) {
       c->OnInput(std::string_view(w->read_buffer(), static_cast<size_t>(n)));
       if (static_cast<size_t>(n) < IoWorker::kReadBufferBytes) break;
@@ -64,15 +101,24 @@ void Connection::OnReadable(evutil_socket_t fd, short, void* arg) {
       c->Close(CloseReason::kClientClosed, false);
       break;
     }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN) c->Close(CloseReason::kReadError, false);
+    if (err == EINTR) continue;
+    if (err != EAGAIN) c->Close(CloseReason::kReadError, false);
     break;
+  }
+  // TLS may hold decrypted bytes that no socket event will announce.
+  if (!c->closing_ && !c->reading_paused() && c->transport_->buffered_input() > 0) {
+    event_active(c->read_event_, EV_READ, 0);
   }
 }
 
 void Connection::OnWritableEvent(evutil_socket_t, short, void* arg) {
   RefPtr<Connection> self(static_cast<Connection*>(arg));
   Connection* c = self.get();
+  if (!c->transport_->handshake_done()) {
+    if (!c->ContinueHandshake()) return;
+    // Handshake done: reading may be waiting on it too.
+    if (c->transport_->buffered_input() > 0 && c->read_event_ != nullptr) event_active(c->read_event_, EV_READ, 0);
+  }
   switch (c->out_.OnWritable()) {
     case OutboundBuffer::FlushResult::kDone:
       if (c->write_event_ != nullptr) event_del(c->write_event_);
@@ -114,7 +160,20 @@ void Connection::HandleFlushResult(OutboundBuffer::FlushResult result) {
   }
 }
 
-void Connection::FlushFromAnyThread() { HandleFlushResult(out_.Flush()); }
+void Connection::FlushFromAnyThread() {
+  if (!transport_->handshake_done()) return;  // flushed when the handshake completes
+  if (!transport_->writes_from_any_thread() && !worker_->loop()->IsInLoopThread()) {
+    // An OpenSSL session belongs to one thread: the owner writes.
+    if (owner_flush_posted_.exchange(true)) return;
+    RefPtr<Connection> self(this);
+    worker_->loop()->QueueInLoop([self] {
+      self->owner_flush_posted_.store(false);
+      self->HandleFlushResult(self->out_.Flush());
+    });
+    return;
+  }
+  HandleFlushResult(out_.Flush());
+}
 
 bool Connection::Enqueue(const std::string_view* pieces, size_t count, size_t payload_bytes, bool is_message,
                          CloseReason on_overflow, size_t* pending_after) {
@@ -215,6 +274,12 @@ void Connection::Close(CloseReason reason, bool flush) {
 }
 
 void Connection::OnTick(int64_t now_ms) {
+  if (!transport_->handshake_done() && now_ms - created_ms_ >= handshake_timeout_ms_) {
+    LOG(INFO) << "conn " << id_ << " " << remote_address_ << ": no TLS handshake within " << handshake_timeout_ms_
+              << " ms";
+    Close(CloseReason::kTlsHandshakeError, false);
+    return;
+  }
   const int64_t since = out_.blocked_since_ms();
   if (since >= 0 && now_ms - since >= write_deadline_ms_) Close(CloseReason::kSlowConsumerWriteDeadline, false);
 }

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include <atomic>
+#include <memory>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -21,6 +22,9 @@
 #include "server/close_reason.h"
 #include "server/outbound_buffer.h"
 #include "server/subscriber_endpoint.h"
+#include "server/transport.h"
+
+typedef struct ssl_ctx_st SSL_CTX;
 
 namespace zmesh::server {
 
@@ -36,6 +40,11 @@ class Connection : public SubscriberEndpoint {
   EventLoop* loop() const;
   const std::string& remote_address() const { return remote_address_; }
   OutboundBuffer& out() { return out_; }
+
+  // Before Start(): speak TLS on this socket (accepting, or connecting and
+  // expecting the peer certificate to name `expected_host`).
+  void EnableTls(SSL_CTX* ctx, bool server_side, const std::string& expected_host);
+  bool tls() const { return !transport_->writes_from_any_thread(); }
 
   // Owner thread: registers the read event and calls OnStart().
   void Start();
@@ -85,6 +94,11 @@ class Connection : public SubscriberEndpoint {
   virtual void OnInput(std::string_view data) = 0;
   virtual void OnClose(CloseReason reason) = 0;
 
+  // Owner thread, from OnStart: writes bytes straight to the socket, before
+  // any TLS (nats-server sends INFO in clear and then expects the client's
+  // TLS handshake). The socket is new, so they fit.
+  void WriteClearNow(std::string_view bytes);
+
   // Owner thread: appends protocol bytes for this connection and schedules
   // the flush; a connection that cannot take them is closed as a slow consumer.
   void SendControl(std::string_view bytes);
@@ -107,12 +121,17 @@ class Connection : public SubscriberEndpoint {
 
   // Write-deadline and slow-consumer checks shared by every kind.
   int64_t write_deadline_ms_ = 10000;
+  // A TLS handshake must complete within this long.
+  int64_t handshake_timeout_ms_ = 2000;
 
  private:
   friend class IoWorker;
   static void OnReadable(evutil_socket_t fd, short what, void* arg);
   static void OnWritableEvent(evutil_socket_t fd, short what, void* arg);
   void HandleFlushResult(OutboundBuffer::FlushResult result);
+  // Advances a TLS handshake; true once it is done (and what was queued
+  // meanwhile is being written).
+  bool ContinueHandshake();
   void ArmWriteEvent();
   void DrainInput();
 
@@ -120,7 +139,9 @@ class Connection : public SubscriberEndpoint {
   const int fd_;
   const uint64_t id_;
   const std::string remote_address_;
+  std::unique_ptr<Transport> transport_;  // before out_, which writes through it
   OutboundBuffer out_;
+  std::atomic<bool> owner_flush_posted_{false};  // TLS: a flush handed to the owner
   event* read_event_ = nullptr;
   event* write_event_ = nullptr;
   uint8_t pause_reasons_ = 0;

@@ -51,10 +51,15 @@ DEFINE_int64(lame_duck_duration_ms, 30000,
              "Lame duck: spread the closing of the remaining clients over this long, then drain and exit 0; a second "
              "signal exits at once");
 DEFINE_string(users_file, "", "File of user:hash lines (made by `zmesh passwd`), with optional permissions; empty = no authentication. SIGHUP reloads it");
-DEFINE_string(tls_cert, "", "PEM certificate for TLS on the client port (and the peer port with --peer_tls)");
+DEFINE_string(tls_cert, "",
+              "PEM certificate chain; when set, clients must use TLS (INFO tls_required, as nats-server: INFO in "
+              "clear, then the TLS handshake); also the node's certificate on peer links with --peer_tls");
 DEFINE_string(tls_key, "", "PEM private key for --tls_cert");
-DEFINE_string(tls_ca, "", "PEM CA bundle to verify peers (mutual TLS on peer links) and client certificates");
-DEFINE_bool(peer_tls, false, "Use TLS on peer links (needs --tls_cert/--tls_key; --tls_ca makes it mutual)");
+DEFINE_string(tls_ca, "",
+              "PEM CA bundle: with --peer_tls, peer links are mutual TLS (each end verifies the other against it); "
+              "with --tls_verify_clients, clients must present a certificate it signed");
+DEFINE_bool(tls_verify_clients, false, "Require client certificates signed by --tls_ca on the client port");
+DEFINE_bool(peer_tls, false, "Use TLS on peer links from the first byte (needs --tls_cert/--tls_key; --tls_ca makes it mutual)");
 DEFINE_string(server_name, "", "Name reported in INFO server_name; empty = the node id");
 
 namespace zmesh::server {
@@ -101,6 +106,7 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   o->tls_key = FLAGS_tls_key;
   o->tls_ca = FLAGS_tls_ca;
   o->peer_tls = FLAGS_peer_tls;
+  o->tls_verify_clients = FLAGS_tls_verify_clients;
   o->server_name = FLAGS_server_name;
 
   if (o->max_payload <= 0 || o->max_payload > (1ll << 30)) {
@@ -109,6 +115,14 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   }
   if (o->ping_interval_ms <= 0 || o->max_pings_out <= 0 || o->write_deadline_ms <= 0 || o->auth_timeout_ms <= 0) {
     *error = "durations and --max_pings_out must be positive";
+    return false;
+  }
+  if (o->tls_cert.empty() != o->tls_key.empty()) {
+    *error = "--tls_cert and --tls_key go together";
+    return false;
+  }
+  if ((o->peer_tls || o->tls_verify_clients) && o->tls_cert.empty()) {
+    *error = "--peer_tls and --tls_verify_clients need --tls_cert and --tls_key";
     return false;
   }
   if (!o->zk.empty() && o->cluster_secret_file.empty() && !o->insecure_peers) {

@@ -61,6 +61,7 @@ struct Options {
 
   // TLS.
   std::string tls_cert, tls_key, tls_ca;
+  bool tls_verify_clients = false;
   bool peer_tls = false;
 
   // Identity.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "server/event_loop.h"
+#include "server/transport.h"
 
 namespace zmesh::server {
 
@@ -28,9 +29,11 @@ constexpr size_t kSmallChunkBytes = 4096;
 constexpr size_t kLargeChunkBytes = 64 * 1024;
 constexpr size_t kPoolLimitPerClass = 32;  // per thread
 constexpr int kMaxIov = 64;
-// A writer stops after this many writev rounds fed by concurrent appends, so
+// A writer stops after this many write rounds fed by concurrent appends, so
 // that fan-in cannot pin one publisher's loop; the owner loop takes over.
+// TLS writes one record (16 KiB) per round on the owner thread: more rounds.
 constexpr int kMaxWriteRounds = 4;
+constexpr int kMaxTlsWriteRounds = 64;
 
 // Freed chunks are kept per thread (lock-free) for the next allocation.
 struct ChunkPool {
@@ -161,6 +164,8 @@ void OutboundBuffer::Consume(size_t n) {
 }
 
 OutboundBuffer::FlushResult OutboundBuffer::WriteLocked(std::unique_lock<std::mutex>& lock) {
+  const bool plain = transport_->writes_from_any_thread();
+  const int max_rounds = plain ? kMaxWriteRounds : kMaxTlsWriteRounds;
   for (int round = 0;; ++round) {
     if (closed_) {
       writing_ = false;
@@ -179,16 +184,17 @@ OutboundBuffer::FlushResult OutboundBuffer::WriteLocked(std::unique_lock<std::mu
       blocked_since_ms_ = -1;
       return FlushResult::kDone;
     }
-    if (round == kMaxWriteRounds) {
+    if (round == max_rounds) {
       // More keeps arriving: hand the rest to whoever the caller picks (the owner).
       writing_ = false;
       flush_scheduled_ = true;
       return FlushResult::kBlocked;
     }
-    const int fd = fd_;  // stable: only changed under mu_ while no writer is active
+    // fd_ and the transport stay valid: the fd is only closed under mu_
+    // while no writer is active.
     lock.unlock();
-    const ssize_t n = ::writev(fd, iov, count);
-    const int err = errno;
+    int err = 0;
+    const ssize_t n = transport_->Writev(iov, count, &err);
     lock.lock();
     if (n > 0) Consume(static_cast<size_t>(n));
     if (closed_ || (n < 0 && err == EINTR)) continue;  // the loop top finishes a close
@@ -196,7 +202,9 @@ OutboundBuffer::FlushResult OutboundBuffer::WriteLocked(std::unique_lock<std::mu
       writing_ = false;
       return FlushResult::kError;
     }
-    if (n < 0 || static_cast<size_t>(n) < total) {
+    // A short plain writev means the socket is full; TLS writes one record
+    // at a time, so only EAGAIN means that.
+    if (n < 0 || (plain && static_cast<size_t>(n) < total)) {
       writing_ = false;
       blocked_ = true;
       if (n > 0 || blocked_since_ms_ < 0) blocked_since_ms_ = MonotonicMs();

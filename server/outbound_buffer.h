@@ -28,6 +28,8 @@
 
 namespace zmesh::server {
 
+class Transport;
+
 class OutboundBuffer {
  public:
   enum class AppendResult : uint8_t {
@@ -44,8 +46,13 @@ class OutboundBuffer {
     kClosed,
   };
 
-  OutboundBuffer(int fd, size_t max_pending)
-      : fd_(fd), max_pending_(max_pending), backpressure_threshold_(ThresholdFor(max_pending)) {}
+  // Writes go through `transport` (owned by the connection, which outlives
+  // this buffer's use of it); the fd is only closed here.
+  OutboundBuffer(int fd, Transport* transport, size_t max_pending)
+      : fd_(fd), transport_(transport), max_pending_(max_pending),
+        backpressure_threshold_(ThresholdFor(max_pending)) {}
+  // Before any write (owner thread, before the connection starts).
+  void set_transport(Transport* transport) { transport_ = transport; }
   ~OutboundBuffer();
   OutboundBuffer(const OutboundBuffer&) = delete;
   OutboundBuffer& operator=(const OutboundBuffer&) = delete;
@@ -102,6 +109,7 @@ class OutboundBuffer {
 
   mutable std::mutex mu_;
   int fd_;                      // -1 once closed
+  Transport* transport_;
   const size_t max_pending_;
   const size_t backpressure_threshold_;
   Chunk* head_ = nullptr;

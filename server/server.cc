@@ -97,6 +97,7 @@ bool Server::Start(std::string* error) {
   info.zmesh_version = kZmeshVersion;
   info.host = options_.listen.host;
   info.auth_required = !options_.users_file.empty();
+  info.tls_required = !options_.tls_cert.empty();
   info.max_payload = options_.max_payload;
   std::string node_id = options_.node_id;
   if (node_id.empty()) node_id = "node-" + info.server_id.substr(1, 8);
@@ -104,6 +105,15 @@ bool Server::Start(std::string* error) {
   ctx_ = std::make_unique<ServerContext>(options_, std::move(info));
   ctx_->node_id = node_id;
 
+  if (!options_.tls_cert.empty()) {
+    auto tls = auth::TlsContexts::Create({options_.tls_cert, options_.tls_key, options_.tls_ca},
+                                         options_.tls_verify_clients);
+    if (!tls.ok()) {
+      *error = std::string(tls.status().message());
+      return false;
+    }
+    ctx_->tls = std::move(*tls);
+  }
   if (!options_.users_file.empty()) {
     auth::Authenticator::Options ao;
     ao.users_file = options_.users_file;
@@ -151,6 +161,10 @@ bool Server::StartMesh(std::string* error) {
                   std::to_string(client_listener_->bound().port);
   mo.version = kZmeshVersion;
   mo.peer_listen = options_.peer_listen;
+  if (options_.peer_tls) {
+    mo.peer_tls_server = ctx_->tls->peer_server();
+    mo.peer_tls_client = ctx_->tls->peer_client();
+  }
   mo.peer_host = AdvertisedHost(options_, options_.peer_listen.host);
   mo.ping_interval_ms = options_.ping_interval_ms;
   mo.max_pings_out = options_.max_pings_out;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "auth/authenticator.h"
+#include "auth/tls_context.h"
 #include "server/closed_connections.h"
 #include "server/info_builder.h"
 #include "server/options.h"
@@ -36,6 +37,7 @@ struct ServerContext {
   InfoBuilder info;
   Router router;
   std::unique_ptr<auth::Authenticator> authenticator;  // null: no users file
+  std::unique_ptr<auth::TlsContexts> tls;               // null: no --tls_cert
   InterestObserver* interest = nullptr;                // null: standalone node
 
   int64_t started_unix_ms = 0;

@@ -268,8 +268,12 @@ void Mesh::DialFinished(const std::string& node_id, int fd, const std::string& e
   IoWorker* worker = NextWorker();
   const uint64_t id = ctx_->next_client_id.fetch_add(1, std::memory_order_relaxed);
   std::string remote = p.info.peer_url;
-  worker->loop()->QueueInLoop([this, worker, fd, id, remote, node_id] {
+  HostPort peer_address;
+  ParseHostPort(remote, &peer_address);
+  worker->loop()->QueueInLoop([this, worker, fd, id, remote, node_id, peer_address] {
     auto* link = new PeerLink(this, worker, fd, id, remote, PeerLink::Direction::kOutbound, node_id);
+    // The peer's certificate must name the address we dialled.
+    if (options_.peer_tls_client != nullptr) link->EnableTls(options_.peer_tls_client, false, peer_address.host);
     link->Start();
     link->Unref();
   });
@@ -285,6 +289,7 @@ void Mesh::Accept(int fd, const PeerAddress& from) {
   std::string remote = from.ip + ":" + std::to_string(from.port);
   worker->loop()->QueueInLoop([this, worker, fd, id, remote] {
     auto* link = new PeerLink(this, worker, fd, id, remote, PeerLink::Direction::kInbound, "");
+    if (options_.peer_tls_server != nullptr) link->EnableTls(options_.peer_tls_server, true, "");
     link->Start();
     link->Unref();
   });
@@ -376,9 +381,14 @@ void Mesh::HandleClosed(RefPtr<PeerLink> link) {
   Peer& p = it->second;
   auto& r = p.retiring;
   r.erase(std::remove_if(r.begin(), r.end(), [&](const RefPtr<PeerLink>& l) { return l.get() == link.get(); }), r.end());
-  if (p.active.get() == link.get()) {
+  const bool was_active = p.active.get() == link.get();
+  if (was_active) {
     p.active = RefPtr<PeerLink>();
     p.synced = false;
+  }
+  // Back off after losing the link, and after a dial that never got as far
+  // as an authenticated link (TLS or authentication refused, wrong node).
+  if (was_active || (link->direction() == PeerLink::Direction::kOutbound && !p.active)) {
     p.backoff_ms = std::clamp<int64_t>(p.backoff_ms * 2, kMinBackoffMs, kMaxBackoffMs);
     p.next_dial_ms = MonotonicMs() + Jitter(p.backoff_ms);
   }

@@ -42,6 +42,8 @@ struct ServerContext;
 class IoWorker;
 }  // namespace zmesh::server
 
+typedef struct ssl_ctx_st SSL_CTX;
+
 namespace zmesh::server::mesh {
 
 class PeerLink;
@@ -56,6 +58,8 @@ struct MeshOptions {
   std::string peer_url;    // peer_host:bound port, set by Start; published in the znode
   std::string version;
   HostPort peer_listen;    // also the source address of outgoing links when specific
+  SSL_CTX* peer_tls_server = nullptr;  // --peer_tls: accepting side (owned by ServerContext::tls)
+  SSL_CTX* peer_tls_client = nullptr;  // --peer_tls: dialling side
   int64_t ping_interval_ms = 120000;
   int max_pings_out = 2;
   int64_t write_deadline_ms = 10000;

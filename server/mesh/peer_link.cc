@@ -23,6 +23,7 @@ PeerLink::PeerLink(Mesh* mesh, IoWorker* worker, int fd, uint64_t id, std::strin
       nonce_(NewNonce()),
       reader_(mesh->options().max_frame_bytes) {
   write_deadline_ms_ = mesh->options().write_deadline_ms;
+  handshake_timeout_ms_ = mesh->options().handshake_timeout_ms;
 }
 
 PeerLink::~PeerLink() = default;

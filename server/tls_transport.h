@@ -1,0 +1,43 @@
+#pragma once
+
+// TLS over a connection's socket with OpenSSL, non-blocking. Records are
+// written at most 16 KiB at a time from the outbound queue; a write that
+// OpenSSL asks to retry is retried with exactly the same bytes (OpenSSL's
+// rule), which stay at the head of the queue until written.
+//
+// Threading: owner thread only (writes_from_any_thread() is false), see
+// Transport.
+
+#include <openssl/ssl.h>
+
+#include <atomic>
+#include <string>
+
+#include "server/transport.h"
+
+namespace zmesh::server {
+
+class TlsTransport final : public Transport {
+ public:
+  // A session from `ctx` on `fd`, accepting (server side) or connecting.
+  // When connecting with a non-empty `expected_host`, the peer certificate
+  // must name it (an IP address or a DNS name).
+  TlsTransport(SSL_CTX* ctx, int fd, bool server_side, const std::string& expected_host);
+  ~TlsTransport() override;
+
+  ssize_t Read(char* buf, size_t n, int* err) override;
+  ssize_t Writev(const iovec* iov, int count, int* err) override;
+  size_t buffered_input() const override;
+  bool writes_from_any_thread() const override { return false; }
+  Handshake DoHandshake() override;
+  bool handshake_done() const override { return done_.load(std::memory_order_acquire); }
+  const char* last_error() const override { return error_.c_str(); }
+
+ private:
+  SSL* ssl_;
+  std::atomic<bool> done_{false};  // read by flushing threads
+  size_t retry_len_ = 0;  // length of a write OpenSSL asked us to repeat
+  std::string error_;
+};
+
+}  // namespace zmesh::server
