@@ -1,6 +1,7 @@
 #include "proto/parser.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace zmesh::proto {
@@ -40,21 +41,23 @@ void ReleaseIfLarge(std::string* buf) {
 }  // namespace
 
 size_t SplitArgs(std::string_view arg, std::string_view* out, size_t max) {
+  // nats-server's splitArg: fields separated by ' ', '\t', '\r' or '\n'.
+  static constexpr auto kBlank = [] {
+    std::array<bool, 256> t{};
+    t[' '] = t['\t'] = t['\r'] = t['\n'] = true;
+    return t;
+  }();
+  const char* p = arg.data();
+  const char* const end = p + arg.size();
   size_t n = 0;
-  size_t start = std::string_view::npos;
-  for (size_t i = 0; i <= arg.size(); ++i) {
-    const bool blank = i == arg.size() || arg[i] == ' ' || arg[i] == '\t' || arg[i] == '\r' || arg[i] == '\n';
-    if (blank) {
-      if (start != std::string_view::npos) {
-        if (n < max) out[n] = arg.substr(start, i - start);
-        ++n;
-        start = std::string_view::npos;
-      }
-    } else if (start == std::string_view::npos) {
-      start = i;
-    }
+  while (true) {
+    while (p < end && kBlank[static_cast<uint8_t>(*p)]) ++p;
+    if (p == end) return n;
+    const char* start = p;
+    while (p < end && !kBlank[static_cast<uint8_t>(*p)]) ++p;
+    if (n < max) out[n] = std::string_view(start, static_cast<size_t>(p - start));
+    ++n;
   }
-  return n;
 }
 
 int64_t ParseSize(std::string_view d) {

@@ -37,6 +37,10 @@ class MatchCache {
   const size_t max_entries_;
   uint64_t generation_ = 0;
   absl::flat_hash_map<std::string, std::unique_ptr<MatchResult>> entries_;
+  // The last subject looked up: a stream of messages on one subject skips
+  // the hash. Points into entries_, so cleared with it.
+  std::string last_subject_;
+  const MatchResult* last_result_ = nullptr;
 };
 
 }  // namespace zmesh::server

@@ -46,6 +46,30 @@ struct ChunkPool {
 };
 thread_local ChunkPool t_pool;
 
+// Protocol pieces are mostly a few bytes (" ", a sid, "\r\n"): copy those
+// inline with overlapping word moves instead of a libc call each.
+inline void CopySmall(char* dst, const char* src, size_t n) {
+  if (n > 16) {
+    std::memcpy(dst, src, n);
+  } else if (n >= 8) {
+    uint64_t a, b;
+    std::memcpy(&a, src, 8);
+    std::memcpy(&b, src + n - 8, 8);
+    std::memcpy(dst, &a, 8);
+    std::memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, src, 4);
+    std::memcpy(&b, src + n - 4, 4);
+    std::memcpy(dst, &a, 4);
+    std::memcpy(dst + n - 4, &b, 4);
+  } else if (n > 0) {
+    dst[0] = src[0];
+    dst[n / 2] = src[n / 2];
+    dst[n - 1] = src[n - 1];
+  }
+}
+
 }  // namespace
 
 OutboundBuffer::Chunk* OutboundBuffer::NewChunk(size_t min_capacity, bool first) {
@@ -123,7 +147,17 @@ OutboundBuffer::AppendResult OutboundBuffer::Append(const std::string_view* piec
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return AppendResult::kClosed;
   if (pending_ + total > max_pending_) return AppendResult::kOverLimit;
-  for (size_t i = 0; i < count; ++i) CopyIn(pieces[i].data(), pieces[i].size());
+  if (tail_ != nullptr && tail_->capacity - tail_->end >= total) {
+    // The common case: the whole message fits the current chunk.
+    char* out = tail_->data() + tail_->end;
+    for (size_t i = 0; i < count; ++i) {
+      CopySmall(out, pieces[i].data(), pieces[i].size());
+      out += pieces[i].size();
+    }
+    tail_->end += static_cast<uint32_t>(total);
+  } else {
+    for (size_t i = 0; i < count; ++i) CopyIn(pieces[i].data(), pieces[i].size());
+  }
   pending_ += total;
   if (pending_after != nullptr) *pending_after = pending_;
   if (is_message) {
