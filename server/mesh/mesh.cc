@@ -257,21 +257,24 @@ void Mesh::DialFinished(const std::string& node_id, int fd, const std::string& e
     return;
   }
   Peer& p = it->second;
-  p.dialing = false;
   if (fd < 0) {
+    p.dialing = false;
     p.backoff_ms = std::clamp<int64_t>(p.backoff_ms * 2, kMinBackoffMs, kMaxBackoffMs);
     p.next_dial_ms = MonotonicMs() + Jitter(p.backoff_ms);
     LOG_EVERY_N(WARNING, 10) << "mesh: cannot reach node " << node_id << " at " << p.info.peer_url << ": " << error
                              << "; retrying in " << p.backoff_ms << " ms";
     return;
   }
+  // Still dialling until the handshake ends one way or the other; the next
+  // tick must not dial again meanwhile.
   IoWorker* worker = NextWorker();
   const uint64_t id = ctx_->next_client_id.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t dial_id = p.dial_id = next_dial_id_++;
   std::string remote = p.info.peer_url;
   HostPort peer_address;
   ParseHostPort(remote, &peer_address);
-  worker->loop()->QueueInLoop([this, worker, fd, id, remote, node_id, peer_address] {
-    auto* link = new PeerLink(this, worker, fd, id, remote, PeerLink::Direction::kOutbound, node_id);
+  worker->loop()->QueueInLoop([this, worker, fd, id, remote, node_id, peer_address, dial_id] {
+    auto* link = new PeerLink(this, worker, fd, id, remote, PeerLink::Direction::kOutbound, node_id, dial_id);
     // The peer's certificate must name the address we dialled.
     if (options_.peer_tls_client != nullptr) link->EnableTls(options_.peer_tls_client, false, peer_address.host);
     link->Start();
@@ -329,6 +332,7 @@ void Mesh::HandleAuthenticated(RefPtr<PeerLink> link) {
   }
   const std::string& id = link->peer_node_id();
   Peer& p = peers_[id];
+  if (link->dial_id() != 0 && link->dial_id() == p.dial_id) p.dialing = false;
   if (p.node && p.node->incarnation() != link->peer_incarnation()) {
     // The node restarted: whatever link we had goes to its previous process.
     LOG(INFO) << "mesh: node " << id << " restarted (new incarnation); replacing its link";
@@ -376,9 +380,10 @@ void Mesh::HandleSynced(RefPtr<PeerLink> link) {
 }
 
 void Mesh::HandleClosed(RefPtr<PeerLink> link) {
-  auto it = peers_.find(link->peer_node_id());
+  auto it = peers_.find(link->node_key());
   if (it == peers_.end()) return;
   Peer& p = it->second;
+  if (link->dial_id() != 0 && link->dial_id() == p.dial_id) p.dialing = false;
   auto& r = p.retiring;
   r.erase(std::remove_if(r.begin(), r.end(), [&](const RefPtr<PeerLink>& l) { return l.get() == link.get(); }), r.end());
   const bool was_active = p.active.get() == link.get();

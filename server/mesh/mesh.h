@@ -137,7 +137,8 @@ class Mesh {
     RefPtr<PeerNode> node;
     RefPtr<PeerLink> active;
     std::vector<RefPtr<PeerLink>> retiring;
-    bool dialing = false;
+    bool dialing = false;          // from connect() until that link authenticated or closed
+    uint64_t dial_id = 0;          // the dial in progress
     int64_t next_dial_ms = 0;
     int64_t backoff_ms = 0;
     bool synced = false;
@@ -171,7 +172,7 @@ class Mesh {
   bool zk_suspended_ = false;
   std::unique_ptr<EventLoop::Timer> tick_;
   size_t next_worker_ = 0;
-  uint64_t next_link_id_ = 1;
+  uint64_t next_dial_id_ = 1;
   int64_t last_anti_entropy_ms_ = 0;
 
   // Joining.

@@ -15,11 +15,12 @@ namespace zmesh::server::mesh {
 namespace peer = proto::peer;
 
 PeerLink::PeerLink(Mesh* mesh, IoWorker* worker, int fd, uint64_t id, std::string remote_address, Direction direction,
-                   std::string expected_node_id)
+                   std::string expected_node_id, uint64_t dial_id)
     : Connection(Kind::kPeerLink, worker, fd, id, std::move(remote_address), mesh->options().peer_max_pending_bytes),
       mesh_(mesh),
       direction_(direction),
       expected_node_id_(std::move(expected_node_id)),
+      dial_id_(dial_id),
       nonce_(NewNonce()),
       reader_(mesh->options().max_frame_bytes) {
   write_deadline_ms_ = mesh->options().write_deadline_ms;
@@ -249,14 +250,18 @@ void PeerLink::OnTick(int64_t now) {
     return;
   }
   // Fixed-interval pings whatever the traffic, so a peer that vanished while
-  // we were busy writing to it is still noticed (SPEC §4).
+  // we were busy writing to it is still noticed (SPEC §4). A live peer's
+  // bytes (its own pings, our pongs, anything) arrive at least once per
+  // interval, so silence for ping_interval × max_pings_out means it is gone:
+  // detected within that bound at both ends, checked on every tick.
+  const int64_t silence = now - last_read_ms();
+  if (silence >= o.ping_interval_ms * o.max_pings_out) {
+    LOG(WARNING) << Describe() << ": nothing received for " << silence << " ms (" << pings_out_
+                 << " pings unanswered); stale";
+    Close(CloseReason::kStaleConnection, false);
+    return;
+  }
   if (now - last_ping_ms_ >= o.ping_interval_ms) {
-    if (pings_out_ + 1 > o.max_pings_out) {
-      LOG(WARNING) << "peer link " << id() << " to " << peer_node_id_ << " (" << remote_address() << "): "
-                   << pings_out_ << " pings unanswered; stale";
-      Close(CloseReason::kStaleConnection, false);
-      return;
-    }
     ++pings_out_;
     last_ping_ms_ = ping_sent_ms_ = now;
     std::string ping;
@@ -265,11 +270,15 @@ void PeerLink::OnTick(int64_t now) {
   }
 }
 
+std::string PeerLink::Describe() const {
+  std::string who = peer_node_id_.empty() ? std::string("an unidentified peer") : "node " + peer_node_id_;
+  return "peer link " + std::to_string(id()) + (direction_ == Direction::kOutbound ? " to " : " from ") + who + " (" +
+         remote_address() + ")";
+}
+
 void PeerLink::OnClose(CloseReason reason) {
   const bool was_active = node_ && node_->DropLinkIf(this);
-  LOG(INFO) << "peer link " << id() << " " << (direction_ == Direction::kOutbound ? "to " : "from ")
-            << (peer_node_id_.empty() ? "?" : peer_node_id_) << " (" << remote_address()
-            << ") down: " << CloseReasonText(reason)
+  LOG(INFO) << Describe() << " down: " << CloseReasonText(reason)
             << (was_active ? "; the node's interest is withdrawn until it reconnects" : "");
   mesh_->interest()->Detach(this);
   node_ = RefPtr<PeerNode>();  // breaks the node <-> link reference cycle

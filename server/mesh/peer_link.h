@@ -35,10 +35,17 @@ class PeerLink : public Connection {
   enum class State : uint8_t { kHandshake, kAuthenticated, kActive, kRetiring };
 
   // `expected_node_id`: for a link we dialled, the node we meant to reach.
+  // `dial_id`: which dial of the mesh created it (0 for accepted links).
   PeerLink(Mesh* mesh, IoWorker* worker, int fd, uint64_t id, std::string remote_address, Direction direction,
-           std::string expected_node_id);
+           std::string expected_node_id, uint64_t dial_id = 0);
 
   Direction direction() const { return direction_; }
+  uint64_t dial_id() const { return dial_id_; }
+  // The node this link belongs to: the one in its HELLO, or before that the
+  // one we dialled (empty for an accepted link before HELLO).
+  const std::string& node_key() const { return peer_node_id_.empty() ? expected_node_id_ : peer_node_id_; }
+  // "peer link 7 to node n2 (127.0.0.1:6222)", for logs.
+  std::string Describe() const;
   // Set once the peer's HELLO arrived; stable afterwards (read by the mesh
   // after the authenticated notification).
   const std::string& peer_node_id() const { return peer_node_id_; }
@@ -83,6 +90,7 @@ class PeerLink : public Connection {
   Mesh* const mesh_;
   const Direction direction_;
   const std::string expected_node_id_;
+  const uint64_t dial_id_;
   const std::string nonce_;
   proto::peer::FrameReader reader_;
   State state_ = State::kHandshake;
