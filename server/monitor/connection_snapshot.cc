@@ -15,7 +15,6 @@ using Parts = std::vector<std::vector<ConnectionInfo>>;
 // Worker thread: the worker's own connections are safe to read here.
 std::vector<ConnectionInfo> SnapshotWorker(IoWorker* worker, bool with_subjects) {
   std::vector<ConnectionInfo> out;
-  out.reserve(worker->connection_count());
   const int64_t now_unix = UnixNowMs();
   const int64_t now_mono = MonotonicMs();
   worker->ForEachConnection([&](Connection* conn) {
