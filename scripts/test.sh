@@ -49,7 +49,7 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 fi
 
 if [ "${TSAN:-0}" = 1 ]; then
-  export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+  export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp}
   build_and_test tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZMESH_SANITIZE=thread
 fi
 

@@ -1,7 +1,9 @@
 #include "server/flags.h"
 
 #include <gflags/gflags.h>
+#include <glog/logging.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -180,6 +182,46 @@ bool ValidateFlagfiles(const std::string& paths, std::string* error) {
     }
   }
   return true;
+}
+
+}  // namespace zmesh::server
+
+namespace zmesh::server {
+
+std::string ReloadLogFlags() {
+  std::string paths;
+  if (!gflags::GetCommandLineOption("flagfile", &paths) || paths.empty()) return "";
+  std::string changed;
+  std::stringstream list(paths);
+  std::string path;
+  while (std::getline(list, path, ',')) {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      const size_t first = line.find_first_not_of(" \t-");
+      if (first == std::string::npos || first == 0) continue;
+      const size_t eq = line.find('=', first);
+      if (eq == std::string::npos) continue;
+      const std::string name = line.substr(first, eq - first);
+      if (name != "v" && name != "minloglevel" && name != "vmodule") continue;
+      std::string value = line.substr(eq + 1);
+      while (!value.empty() && (value.back() == '\r' || value.back() == ' ')) value.pop_back();
+      std::string current;
+      gflags::GetCommandLineOption(name.c_str(), &current);
+      if (current == value) continue;
+      if (gflags::SetCommandLineOption(name.c_str(), value.c_str()).empty()) continue;  // invalid value
+      if (name == "vmodule") {  // glog reads --vmodule once; apply each pattern=level
+        std::stringstream modules(value);
+        std::string module;
+        while (std::getline(modules, module, ',')) {
+          const size_t at = module.find('=');
+          if (at != std::string::npos) google::SetVLOGLevel(module.substr(0, at).c_str(), std::atoi(module.c_str() + at + 1));
+        }
+      }
+      changed += (changed.empty() ? "" : ", ") + ("--" + name + "=" + value);
+    }
+  }
+  return changed;
 }
 
 }  // namespace zmesh::server

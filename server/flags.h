@@ -18,4 +18,9 @@ bool OptionsFromFlags(Options* options, std::string* error);
 // unnoticed. Checks every line of the given comma-separated flagfiles.
 bool ValidateFlagfiles(const std::string& paths, std::string* error);
 
+// SIGHUP: re-reads the log-level flags (--v, --minloglevel, --vmodule) from
+// the --flagfile(s) and applies the ones that changed. Returns a description
+// of what changed (empty when nothing did). Main thread.
+std::string ReloadLogFlags();
+
 }  // namespace zmesh::server

@@ -16,6 +16,7 @@
 
 #include "auth/authenticator.h"
 #include "server/client_connection.h"
+#include "server/flags.h"
 #include "server/io_worker.h"
 #include "server/mesh/mesh.h"
 #include "server/monitor/http_monitor.h"
@@ -303,6 +304,9 @@ void Server::InstallSignalHandlers() {
 }
 
 void Server::ReloadUsers() {
+  if (const std::string changed = ReloadLogFlags(); !changed.empty()) {
+    LOG(INFO) << "SIGHUP: log level now " << changed;
+  }
   if (!ctx_->authenticator) {
     LOG(INFO) << "SIGHUP: no --users_file, nothing to reload";
     return;

@@ -48,7 +48,8 @@ class Server {
   void EnterLameDuck();
   static constexpr int64_t kDrainBoundMs = 5000;
 
-  // Main thread: SIGHUP — re-read the users file, keeping connections.
+  // Main thread: SIGHUP — re-read the log-level flags from --flagfile and
+  // the users file, keeping connections.
   void ReloadUsers();
 
   const HostPort& client_address() const { return client_listener_->bound(); }
