@@ -403,6 +403,9 @@ void ClientConnection::OnTick(int64_t now) {
     ErrAndClose("Authentication Timeout", CloseReason::kAuthenticationTimeout);
     return;
   }
+  // While we are not reading this client (backpressure, a password being
+  // checked) its PONGs wait unread: it is not stale, we are not looking.
+  if (reading_paused()) return;
   const int64_t interval = ctx_->options.ping_interval_ms;
   // Like nats-server, a PING is sent only when the client has been quiet for
   // a whole interval; PONG (any input, in fact) resets the clock.

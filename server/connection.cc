@@ -222,7 +222,10 @@ void Connection::PauseReading(PauseReason reason) {
 void Connection::ResumeReading(PauseReason reason) {
   if (closing_ || (pause_reasons_ & reason) == 0) return;
   pause_reasons_ &= static_cast<uint8_t>(~reason);
-  if (pause_reasons_ == 0) event_add(read_event_, nullptr);
+  if (pause_reasons_ == 0) {
+    event_add(read_event_, nullptr);
+    last_read_ms_ = MonotonicMs();  // quiet time starts again: we were the ones not reading
+  }
 }
 
 bool Connection::WriteStuck() const {

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -129,7 +130,11 @@ bool Server::Start(std::string* error) {
   ctx_->started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::system_clock::now().time_since_epoch())
                               .count();
-  ctx_->broadcast_info = [this] { BroadcastInfo(); };
+  // Membership changes re-send INFO (connect_urls); in lame duck the one
+  // INFO with ldm is enough, clients would otherwise report lame duck twice.
+  ctx_->broadcast_info = [this] {
+    if (!lame_duck_) BroadcastInfo();
+  };
 
   // Bound now (its port goes into the znode), accepting only once ready.
   client_listener_ = std::make_unique<Listener>(&main_loop_, [this](int fd, const PeerAddress& peer) { OnAccept(fd, peer); });
@@ -343,18 +348,27 @@ void Server::Shutdown() { main_loop_.Quit(); }
 void Server::EnterLameDuck() {
   if (lame_duck_) return;
   lame_duck_ = true;
-  lame_duck_started_ms_ = MonotonicMs();
-  LOG(INFO) << "lame duck: deleting our znode, refusing new clients, moving " << ctx_->client_count.load()
+  LOG(INFO) << "lame duck: deleting our znode; then refusing new clients and moving " << ctx_->client_count.load()
             << " client(s) over " << options_.lame_duck_duration_ms << " ms after a grace of "
             << options_.lame_duck_grace_ms << " ms";
-  if (mesh_) {
-    mesh_->Leave(options_.lame_duck_grace_ms + options_.lame_duck_duration_ms + kDrainBoundMs,
-                 [] { LOG(INFO) << "lame duck: znode deleted; peers see this node leave"; });
+  if (!mesh_) {
+    StopAcceptingForLameDuck();
+    return;
   }
+  // The znode goes first (SPEC §3): the client port closes only once
+  // ZooKeeper confirmed the delete, or gave up within the registry's bound.
+  mesh_->Leave(options_.lame_duck_grace_ms + options_.lame_duck_duration_ms + kDrainBoundMs, [this] {
+    LOG(INFO) << "lame duck: znode deleted; peers see this node leave";
+    StopAcceptingForLameDuck();
+  });
+}
+
+void Server::StopAcceptingForLameDuck() {
   client_listener_->Close();
   ctx_->info.set_lame_duck(true);
   BroadcastInfo();
-  lame_duck_timer_ = main_loop_.RunEvery(std::chrono::milliseconds(50), [this] { LameDuckStep(); });
+  lame_duck_started_ms_ = MonotonicMs();
+  lame_duck_timer_ = main_loop_.RunEvery(std::chrono::milliseconds(kLameDuckStepMs), [this] { LameDuckStep(); });
 }
 
 void Server::LameDuckStep() {
@@ -372,25 +386,33 @@ void Server::LameDuckStep() {
     return;
   }
   if (elapsed < grace) return;
-  // Close the remaining clients evenly over what is left of the duration,
-  // so that they do not all reconnect to the other nodes at once.
-  const int64_t left_ms = std::max<int64_t>(grace + duration - elapsed, 0);
-  const int64_t steps_left = std::max<int64_t>(left_ms / 50, 1);
-  const int per_worker =
-      static_cast<int>((remaining + steps_left - 1) / steps_left + workers_.size() - 1) / static_cast<int>(workers_.size());
-  if (per_worker == 0) return;
-  for (auto& w : workers_) {
-    IoWorker* worker = w.get();
-    worker->loop()->QueueInLoop([worker, per_worker] {
-      int closed = 0;
-      worker->ForEachConnection([&closed, per_worker](Connection* c) {
-        if (closed >= per_worker || c->kind() != SubscriberEndpoint::Kind::kClient || c->closing()) return;
+  // Close the clients evenly over the duration, so that they do not all
+  // reconnect to the other nodes at once: by time t after the grace,
+  // ceil(total * t / duration) of them have been asked to leave.
+  if (lame_duck_total_ < 0) lame_duck_total_ = remaining;
+  const int64_t into = elapsed - grace;
+  const int64_t target = into >= duration ? lame_duck_total_
+                                           : (lame_duck_total_ * into + duration - 1) / std::max<int64_t>(duration, 1);
+  int64_t quota = into >= duration ? std::numeric_limits<int>::max() : target - lame_duck_closed_;
+  if (quota <= 0) return;
+  lame_duck_closed_ += quota;
+  // Share the quota among the workers: base each, and one more for the first `extra`.
+  const int64_t workers = static_cast<int64_t>(workers_.size());
+  for (int64_t i = 0; i < workers; ++i) {
+    const int64_t share = quota / workers + ((i + lame_duck_rotation_) % workers < quota % workers ? 1 : 0);
+    if (share == 0) continue;
+    IoWorker* worker = workers_[static_cast<size_t>(i)].get();
+    worker->loop()->QueueInLoop([worker, share] {
+      int64_t closed = 0;
+      worker->ForEachConnection([&closed, share](Connection* c) {
+        if (closed >= share || c->kind() != SubscriberEndpoint::Kind::kClient || c->closing()) return;
         RefPtr<Connection> hold(c);
         c->Close(CloseReason::kLameDuck, /*flush=*/true);
         ++closed;
       });
     });
   }
+  ++lame_duck_rotation_;
 }
 
 }  // namespace zmesh::server

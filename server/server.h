@@ -75,9 +75,14 @@ class Server {
   std::unique_ptr<mesh::Mesh> mesh_;
   std::unique_ptr<monitor::HttpMonitor> monitor_;  // --http_listen; null when off
   std::vector<event*> signal_events_;
+  static constexpr int64_t kLameDuckStepMs = 50;
   bool lame_duck_ = false;
-  int64_t lame_duck_started_ms_ = 0;
+  int64_t lame_duck_started_ms_ = 0;  // when the client port closed
+  int64_t lame_duck_total_ = -1;      // clients when closing began
+  int64_t lame_duck_closed_ = 0;      // closes asked for so far
+  int64_t lame_duck_rotation_ = 0;    // which worker takes the odd close
   std::unique_ptr<EventLoop::Timer> lame_duck_timer_;
+  void StopAcceptingForLameDuck();
   void LameDuckStep();
   size_t next_worker_ = 0;
 };

@@ -6,6 +6,11 @@
 //
 //	natscheck <scenario> --pub-url U[,U...] --sub-url U[,U...] [flags]
 //
+// TLS: --tls-ca FILE verifies the servers against a PEM CA bundle (and makes
+// every connection use TLS); --tls-cert/--tls-key present a client
+// certificate, for servers that verify clients. Without them a server that
+// requires TLS is verified against the system roots, as nats.go does.
+//
 // Publishers connect to --pub-url and subscribers to --sub-url (connections are
 // spread round-robin over a comma-separated list), so pointing the two at
 // different nodes of a mesh or cluster makes every scenario a cross-node test.
@@ -30,6 +35,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"os/signal"
 	"reflect"
 	"runtime"
 	"sort"
@@ -37,6 +43,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -100,6 +107,11 @@ type config struct {
 	maxHealthy      float64
 	windowMB        float64
 	noRandomize     bool
+	tlsCA           string
+	tlsCert         string
+	tlsKey          string
+	probeSubject    string
+	untilSignal     bool
 }
 
 func main() {
@@ -170,9 +182,14 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&cfg.expectClose, "expect-close", true, "slowconsumer: fail unless the server cut the stalled subscriber off")
 	fs.Float64Var(&cfg.stall, "stall", 1, "slowconsumer: seconds to keep the subscriber stalled after publishing")
 	fs.BoolVar(&cfg.noRandomize, "no-randomize", false, "failover: try the URLs in the order given (nats.DontRandomize)")
+	fs.StringVar(&cfg.probeSubject, "probe-subject", "", "failover: the subscriber connection also subscribes this subject and prints \"PROBE <payload>\" on stderr for each message (a harness checks its subscriptions are live)")
+	fs.BoolVar(&cfg.untilSignal, "until-signal", false, "failover: SIGUSR1 ends the publishing phase early (--duration stays the upper bound)")
 	fs.Float64Var(&cfg.windowMB, "window-mb", 1, "slowconsumer: publish at most this many MB ahead of the healthy subscriber")
 	fs.Float64Var(&cfg.maxHealthy, "max-healthy-s", 0, "slowconsumer: fail when the healthy subscriber needs longer than this many seconds (0 = report only)")
 	fs.Float64Var(&cfg.maxRequestDelay, "prompt", 2, "noresponders: seconds within which ErrNoResponders must arrive")
+	fs.StringVar(&cfg.tlsCA, "tls-ca", "", "PEM CA bundle to verify the servers with (TLS; nats.RootCAs)")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "client certificate (PEM) for servers that verify clients (nats.ClientCert)")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "private key (PEM) for --tls-cert")
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err
 	}
@@ -195,10 +212,26 @@ func parseFlags(args []string) (*config, error) {
 	if cfg.deadline <= 0 {
 		cfg.deadline = 60 + 4*cfg.timeout + cfg.duration + cfg.stall
 	}
+	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
+		return cfg, errors.New("--tls-cert and --tls-key go together")
+	}
 	if cfg.timeout <= 0 || cfg.pubs < 1 || cfg.subs < 1 || cfg.members < 1 || cfg.msgs < 0 || cfg.size < 0 || cfg.rate <= 0 {
 		return cfg, errors.New("--timeout, --rate, --pubs, --subs and --members must be positive")
 	}
 	return cfg, nil
+}
+
+// tlsOptions are the TLS options from --tls-ca/--tls-cert/--tls-key (none
+// when those are unset: nats.go then uses TLS only when the server requires it).
+func (cfg *config) tlsOptions() []nats.Option {
+	var opts []nats.Option
+	if cfg.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.tlsCA))
+	}
+	if cfg.tlsCert != "" {
+		opts = append(opts, nats.ClientCert(cfg.tlsCert, cfg.tlsKey))
+	}
+	return opts
 }
 
 func splitURLs(s string) ([]string, error) {
@@ -360,6 +393,7 @@ func (r *run) options(name string, reconnect bool, extra ...nats.Option) []nats.
 	if r.cfg.user != "" {
 		opts = append(opts, nats.UserInfo(r.cfg.user, r.cfg.pass))
 	}
+	opts = append(opts, r.cfg.tlsOptions()...)
 	return append(opts, extra...)
 }
 
@@ -1831,7 +1865,8 @@ func runAuth(r *run) error {
 	waitUntil(secs(r.cfg.timeout), func() bool { return got.Load() >= 10 })
 	r.check(got.Load() == 10, "authenticated round trip: got %d of 10", got.Load())
 	if u, err := urlWithUser(r.cfg.pubURLs[0], r.cfg.user, r.cfg.pass); err == nil {
-		nc, err := nats.Connect(u, nats.NoReconnect(), nats.Timeout(secs(r.cfg.timeout)))
+		nc, err := nats.Connect(u, append([]nats.Option{nats.NoReconnect(), nats.Timeout(secs(r.cfg.timeout))},
+			r.cfg.tlsOptions()...)...)
 		res["url_credentials_error"] = errString(err)
 		if r.check(err == nil, "credentials in the URL: %v", err) {
 			r.check(nc.Flush() == nil, "flush with URL credentials")
@@ -1851,7 +1886,8 @@ func runAuth(r *run) error {
 	}
 	for _, b := range bad {
 		start := time.Now()
-		opts := append([]nats.Option{nats.NoReconnect(), nats.Timeout(secs(r.cfg.timeout))}, b.opts...)
+		opts := append([]nats.Option{nats.NoReconnect(), nats.Timeout(secs(r.cfg.timeout))}, r.cfg.tlsOptions()...)
+		opts = append(opts, b.opts...)
 		nc, err := nats.Connect(r.cfg.subURLs[0], opts...)
 		took := time.Since(start)
 		res[b.name+"_error"] = errString(err)
@@ -1997,6 +2033,22 @@ type connLog struct {
 	errs        []string
 	discovered  int
 	lameDuck    int
+	events      []connEvent // timeline, for a harness that correlates losses with moves
+}
+
+// connEvent is one lame duck notice, disconnect or reconnect of a connection,
+// stamped in Unix milliseconds.
+type connEvent struct {
+	UnixMs int64  `json:"t"`
+	What   string `json:"what"`
+	URL    string `json:"url,omitempty"`
+}
+
+// note records an event; l.mu must be held.
+func (l *connLog) note(what, url string) {
+	if len(l.events) < 1000 {
+		l.events = append(l.events, connEvent{time.Now().UnixMilli(), what, url})
+	}
 }
 
 func (l *connLog) options(cfg *config) []nats.Option {
@@ -2011,6 +2063,7 @@ func (l *connLog) options(cfg *config) []nats.Option {
 			}
 			l.mu.Lock()
 			l.disconnects++
+			l.note("disconnect", nc.ConnectedUrl())
 			if len(l.errs) < 20 {
 				l.errs = append(l.errs, errString(err))
 			}
@@ -2023,6 +2076,7 @@ func (l *connLog) options(cfg *config) []nats.Option {
 			l.mu.Lock()
 			l.reconnects++
 			l.servers = append(l.servers, nc.ConnectedUrl())
+			l.note("reconnect", nc.ConnectedUrl())
 			l.mu.Unlock()
 			logf("%s reconnected to %s", l.name, nc.ConnectedUrl())
 		}),
@@ -2035,6 +2089,7 @@ func (l *connLog) options(cfg *config) []nats.Option {
 		nats.LameDuckModeHandler(func(nc *nats.Conn) {
 			l.mu.Lock()
 			l.lameDuck++
+			l.note("lame_duck", nc.ConnectedUrl())
 			l.mu.Unlock()
 			logf("%s: server %s entered lame duck mode", l.name, nc.ConnectedUrl())
 		}),
@@ -2053,6 +2108,7 @@ func (l *connLog) report(nc *nats.Conn, prefix string, r *run) {
 	r.set(prefix+"reconnects", l.reconnects)
 	r.set(prefix+"disconnect_errors", l.errs)
 	r.set(prefix+"lame_duck", l.lameDuck)
+	r.set(prefix+"events", append([]connEvent{}, l.events...))
 	r.set(prefix+"discovered_servers", nc.DiscoveredServers())
 	r.set(prefix+"known_servers", nc.Servers())
 }
@@ -2062,6 +2118,14 @@ func (l *connLog) report(nc *nats.Conn, prefix string, r *run) {
 // sequenced message every 1/rate s for --duration. The harness kills servers
 // after READY; then the publisher keeps going until the subscriber has received
 // a message sent after the duration (it recovered) or --timeout passes.
+// With --until-signal, SIGUSR1 ends the duration early (a harness that stops
+// once its own fault sequence is over); with --probe-subject the subscriber
+// connection also prints "PROBE <payload>" for each message on that subject,
+// so a harness can check between faults that the subscriber still receives.
+// The result also lists each connection's timeline (events: lame_duck,
+// disconnect, reconnect in Unix ms) and, per gap, the Unix ms at which its
+// first and last message were published (gap_times), so losses can be
+// matched against the moments a client was between servers.
 func runFailover(r *run) error {
 	cfg := r.cfg
 	subject := r.subject("failover")
@@ -2092,6 +2156,13 @@ func runFailover(r *run) error {
 	}); err != nil {
 		return err
 	}
+	if cfg.probeSubject != "" {
+		if _, err := subscribe(subNC, cfg.probeSubject, "", func(m *nats.Msg) {
+			fmt.Fprintf(os.Stderr, "PROBE %s\n", m.Data)
+		}); err != nil {
+			return err
+		}
+	}
 	pr, err := r.awaitInterest([]*nats.Conn{pubNC}, []*nats.Conn{subNC})
 	if err != nil {
 		return err
@@ -2105,9 +2176,21 @@ func runFailover(r *run) error {
 
 	var pubErrs int
 	var firstPubErr string
+	var stopEarly atomic.Bool
+	if cfg.untilSignal {
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		go func() {
+			<-usr1
+			logf("failover: SIGUSR1: ending the publishing phase")
+			stopEarly.Store(true)
+		}()
+	}
 	start := time.Now()
 	seq := uint64(0)
+	var pubTimes []int64 // Unix ms at which each seq was handed to the client
 	publish := func() {
+		pubTimes = append(pubTimes, time.Now().UnixMilli())
 		if err := pubNC.Publish(subject, makePayload(0, seq, 64)); err != nil {
 			if pubErrs++; pubErrs == 1 {
 				firstPubErr = err.Error()
@@ -2116,7 +2199,7 @@ func runFailover(r *run) error {
 		}
 		seq++
 	}
-	for time.Since(start) < secs(cfg.duration) {
+	for time.Since(start) < secs(cfg.duration) && !stopEarly.Load() {
 		pace(start, int(seq), cfg.rate)
 		publish()
 	}
@@ -2144,9 +2227,13 @@ func runFailover(r *run) error {
 	dups, reordered, bad, received := st.dups, st.reordered, st.bad, st.received
 	st.mu.Unlock()
 	maxGap := uint64(0)
+	var gapTimes [][2]int64 // Unix ms at which the first and last message of each gap were published
 	for _, g := range ranges {
 		if g[1]-g[0]+1 > maxGap {
 			maxGap = g[1] - g[0] + 1
+		}
+		if len(gapTimes) < 200 && g[1] < uint64(len(pubTimes)) {
+			gapTimes = append(gapTimes, [2]int64{pubTimes[g[0]], pubTimes[g[1]]})
 		}
 	}
 	if len(ranges) > 20 {
@@ -2159,6 +2246,7 @@ func runFailover(r *run) error {
 	r.set("received", received)
 	r.set("lost", lost)
 	r.set("gap_ranges", ranges)
+	r.set("gap_times", gapTimes)
 	r.set("max_gap", maxGap)
 	r.set("max_gap_ms", float64(maxGap)/cfg.rate*1000)
 	r.set("duplicates", dups)
