@@ -10,6 +10,10 @@ absl::StatusOr<SSL_CTX*> NewContext(const TlsFiles& files, bool server) {
   SSL_CTX* ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
   if (ctx == nullptr) return absl::InternalError("SSL_CTX_new: " + DrainOpenSslErrors());
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  // A peer that closes the TCP connection without close_notify has simply
+  // gone away (what nats-server reports as "Client Closed"); OpenSSL 3 would
+  // otherwise make it a protocol error.
+  SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
   // The outbound buffer may hand a retried write from a different address.
   SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   if (SSL_CTX_use_certificate_chain_file(ctx, files.cert.c_str()) != 1) {

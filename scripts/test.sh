@@ -45,6 +45,7 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
   # halt_on_error: the first report fails the test that caused it.
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp}
   build_and_test asan-ubsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZMESH_SANITIZE=address,undefined
 fi
 

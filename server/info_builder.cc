@@ -19,6 +19,7 @@ void InfoBuilder::Rebuild() {
             ",\"port\":" + std::to_string(fields_.port) + ",\"headers\":true";
   if (fields_.auth_required) s->head += ",\"auth_required\":true";
   if (fields_.tls_required) s->head += ",\"tls_required\":true";
+  if (fields_.tls_verify) s->head += ",\"tls_verify\":true";
   s->head += ",\"max_payload\":" + std::to_string(fields_.max_payload);
   if (!connect_urls_.empty()) s->tail += ",\"connect_urls\":" + nlohmann::json(connect_urls_).dump();
   if (lame_duck_) s->tail += ",\"ldm\":true";

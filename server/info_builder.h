@@ -25,6 +25,7 @@ struct InfoStatic {
   int port = 0;
   bool auth_required = false;
   bool tls_required = false;
+  bool tls_verify = false;  // client certificates required
   int64_t max_payload = 0;
 };
 

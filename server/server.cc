@@ -100,6 +100,7 @@ bool Server::Start(std::string* error) {
   info.host = options_.listen.host;
   info.auth_required = !options_.users_file.empty();
   info.tls_required = !options_.tls_cert.empty();
+  info.tls_verify = options_.tls_verify_clients;
   info.max_payload = options_.max_payload;
   std::string node_id = options_.node_id;
   if (node_id.empty()) node_id = "node-" + info.server_id.substr(1, 8);

@@ -48,6 +48,13 @@ Transport::Handshake TlsTransport::DoHandshake() {
       return Handshake::kWantRead;
     case SSL_ERROR_WANT_WRITE:
       return Handshake::kWantWrite;
+    case SSL_ERROR_SYSCALL:
+    case SSL_ERROR_ZERO_RETURN:
+      if (ERR_peek_error() == 0) {  // nothing wrong with TLS: the other side left
+        error_ = "the connection closed during the handshake";
+        return Handshake::kFailed;
+      }
+      [[fallthrough]];
     default: {
       error_ = auth::DrainOpenSslErrors();
       const long verify = SSL_get_verify_result(ssl_);

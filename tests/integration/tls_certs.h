@@ -1,0 +1,58 @@
+#pragma once
+
+// Certificates for the TLS integration tests, generated at test time with
+// OpenSSL's C API (no openssl CLI needed) into a fresh temporary directory:
+//
+//   ca            the test CA (self-signed, CA:TRUE)
+//   node          signed by ca; SAN IP:127.0.0.1, DNS:localhost;
+//                 serverAuth + clientAuth (a node is both ends of peer links)
+//   client        signed by ca; CN zmesh-test-client; clientAuth
+//   other_ca      an unrelated CA
+//   other_node    signed by other_ca; the same names and usages as node
+//   expired       signed by ca; the same names and usages as node, but its
+//                 validity ended a day ago
+//   not_yet_valid signed by ca; the same, valid only from tomorrow
+//   wrong_name    signed by ca; SAN DNS:elsewhere.invalid only (does not
+//                 name 127.0.0.1)
+//
+// Keys are EC P-256. The directory is removed by the destructor unless the
+// current test failed (then it is kept and named on stderr).
+//
+// Not thread safe.
+
+#include <string>
+
+namespace zmesh::testing {
+
+struct CertKey {
+  std::string cert;  // PEM certificate
+  std::string key;   // PEM private key (mode 0600)
+};
+
+class TestPki {
+ public:
+  TestPki() = default;
+  ~TestPki();
+  TestPki(const TestPki&) = delete;
+  TestPki& operator=(const TestPki&) = delete;
+
+  // Creates the directory and every file; false with the reason on failure.
+  bool Generate(std::string* error);
+
+  const std::string& dir() const { return dir_; }
+
+  std::string ca;  // PEM file of the test CA certificate
+  CertKey ca_key;  // the CA's own certificate and key
+  CertKey node;
+  CertKey client;
+  std::string other_ca;  // PEM file of the unrelated CA
+  CertKey other_node;
+  CertKey expired;
+  CertKey not_yet_valid;
+  CertKey wrong_name;
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace zmesh::testing
