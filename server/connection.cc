@@ -119,7 +119,9 @@ void Connection::OnWritableEvent(evutil_socket_t, short, void* arg) {
     // Handshake done: reading may be waiting on it too.
     if (c->transport_->buffered_input() > 0 && c->read_event_ != nullptr) event_active(c->read_event_, EV_READ, 0);
   }
-  switch (c->out_.OnWritable()) {
+  const OutboundBuffer::FlushResult result = c->out_.OnWritable();
+  c->WakeDrainWaiters(result == OutboundBuffer::FlushResult::kClosed);
+  switch (result) {
     case OutboundBuffer::FlushResult::kDone:
       if (c->write_event_ != nullptr) event_del(c->write_event_);
       break;
@@ -141,7 +143,37 @@ void Connection::ArmWriteEvent() {
   event_add(write_event_, nullptr);
 }
 
+void Connection::AddDrainWaiter(Connection* producer) {
+  producer->Ref();
+  {
+    std::lock_guard<std::mutex> lock(drain_waiters_mu_);
+    drain_waiters_.push_back(producer);
+    has_drain_waiters_.store(true, std::memory_order_release);
+  }
+  // It may have drained (or closed) between the producer's decision and now.
+  WakeDrainWaiters(closing_requested());
+}
+
+void Connection::WakeDrainWaiters(bool closing) {
+  if (!has_drain_waiters_.load(std::memory_order_acquire)) return;
+  if (!closing && out_.pending_bytes() > out_.backpressure_threshold() / 2) return;
+  std::vector<Connection*> waiters;
+  {
+    std::lock_guard<std::mutex> lock(drain_waiters_mu_);
+    waiters.swap(drain_waiters_);
+    has_drain_waiters_.store(false, std::memory_order_release);
+  }
+  for (Connection* p : waiters) {
+    IoWorker* w = p->worker_;
+    w->loop()->QueueInLoop([w, p] {
+      w->ReleaseStall(p);
+      p->Unref();
+    });
+  }
+}
+
 void Connection::HandleFlushResult(OutboundBuffer::FlushResult result) {
+  WakeDrainWaiters(result == OutboundBuffer::FlushResult::kClosed);
   switch (result) {
     case OutboundBuffer::FlushResult::kDone:
     case OutboundBuffer::FlushResult::kClosed:
@@ -257,6 +289,7 @@ void Connection::DrainInput() {
 void Connection::Close(CloseReason reason, bool flush) {
   if (closing_) return;
   closing_ = true;
+  close_requested_.store(true, std::memory_order_release);
   close_reason_ = reason;
   if (read_event_ != nullptr) {
     event_free(read_event_);
@@ -273,6 +306,7 @@ void Connection::Close(CloseReason reason, bool flush) {
   if (IsSlowConsumer(reason)) worker_->stats().Add(worker_->stats().slow_consumers, 1);
   OnClose(reason);
   out_.CloseSocket();
+  WakeDrainWaiters(/*closing=*/true);
   worker_->RemoveConnection(this);  // may drop the last reference: nothing after this
 }
 

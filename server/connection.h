@@ -15,6 +15,8 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <vector>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -55,6 +57,8 @@ class Connection : public SubscriberEndpoint {
   void RequestClose(CloseReason reason);
   // Owner thread.
   bool closing() const { return closing_; }
+  // Any thread: a close was asked for or has happened.
+  bool closing_requested() const { return close_requested_.load(std::memory_order_acquire); }
   CloseReason close_reason() const { return close_reason_; }
 
   // Any thread: appends the concatenation of `pieces` and makes sure it gets
@@ -72,6 +76,11 @@ class Connection : public SubscriberEndpoint {
   bool WantsBackpressure(size_t pending) const;
   // Any thread: the socket has been full without any progress for a while.
   bool WriteStuck() const;
+
+  // Any thread: `producer` waits for this connection to drain below half its
+  // backpressure threshold; it is told (IoWorker::ReleaseStall on its own
+  // worker) as soon as a flush gets there, or this connection closes.
+  void AddDrainWaiter(Connection* producer);
 
   // Writes what is queued; called by whichever worker scheduled the flush
   // (any thread). Blocks never; on a full socket the owner waits for EV_WRITE.
@@ -129,6 +138,8 @@ class Connection : public SubscriberEndpoint {
   static void OnReadable(evutil_socket_t fd, short what, void* arg);
   static void OnWritableEvent(evutil_socket_t fd, short what, void* arg);
   void HandleFlushResult(OutboundBuffer::FlushResult result);
+  // Wakes the producers waiting for this connection to drain, if it has.
+  void WakeDrainWaiters(bool closing);
   // Advances a TLS handshake; true once it is done (and what was queued
   // meanwhile is being written).
   bool ContinueHandshake();
@@ -142,6 +153,9 @@ class Connection : public SubscriberEndpoint {
   std::unique_ptr<Transport> transport_;  // before out_, which writes through it
   OutboundBuffer out_;
   std::atomic<bool> owner_flush_posted_{false};  // TLS: a flush handed to the owner
+  std::atomic<bool> has_drain_waiters_{false};
+  std::mutex drain_waiters_mu_;
+  std::vector<Connection*> drain_waiters_;  // guarded by drain_waiters_mu_; each holds a reference
   event* read_event_ = nullptr;
   event* write_event_ = nullptr;
   uint8_t pause_reasons_ = 0;

@@ -3,6 +3,7 @@
 #include <glog/logging.h>
 
 #include "server/connection.h"
+#include "server/outbound_buffer.h"
 
 namespace zmesh::server {
 namespace {
@@ -111,6 +112,7 @@ void IoWorker::FlushPending() {
 void IoWorker::Sweep() {
   const int64_t now = loop_.now_ms();
   match_cache_.PurgeIfStale();
+  OutboundBuffer::TrimChunkPool();
   ForEachConnection([now](Connection* c) {
     RefPtr<Connection> hold(c);
     c->OnTick(now);
@@ -123,25 +125,44 @@ namespace zmesh::server {
 
 void IoWorker::StallProducer(Connection* producer, Connection* consumer) {
   if (producer->closing()) return;
+  for (const Stall& st : stalls_) {
+    if (st.producer == producer) return;  // already waiting
+  }
   producer->PauseReading(Connection::kPauseBackpressure);
   producer->Ref();
   consumer->Ref();
   stalls_.push_back(Stall{producer, consumer, MonotonicMs()});
   if (stalls_.size() == 1) {
-    const timeval tick{0, 1000};
+    const timeval tick{0, kStallCheckMs * 1000};
     evtimer_add(stall_timer_, &tick);
+  }
+  consumer->AddDrainWaiter(producer);  // may call ReleaseStall (posted) at once
+}
+
+void IoWorker::ReleaseStall(Connection* producer) {
+  for (size_t i = 0; i < stalls_.size(); ++i) {
+    if (stalls_[i].producer != producer) continue;
+    Stall st = stalls_[i];
+    stalls_[i] = stalls_.back();
+    stalls_.pop_back();
+    st.producer->ResumeReading(Connection::kPauseBackpressure);
+    st.producer->Unref();
+    st.consumer->Unref();
+    return;
   }
 }
 
 void IoWorker::OnStallTimer(evutil_socket_t, short, void* arg) { static_cast<IoWorker*>(arg)->CheckStalls(); }
 
 void IoWorker::CheckStalls() {
+  // The safety net behind the consumer's wake-up: a consumer that got stuck
+  // (it will be cut) or a stall that lasted too long releases its producer.
   const int64_t now = MonotonicMs();
   size_t kept = 0;
   for (Stall& st : stalls_) {
-    const size_t pending = st.consumer->out().pending_bytes();
-    const bool release = pending <= st.consumer->out().backpressure_threshold() / 2 ||
-                         st.consumer->WriteStuck() || now - st.since_ms >= kMaxStallMs;
+    const bool release = st.consumer->closing_requested() || st.consumer->WriteStuck() ||
+                         st.consumer->out().pending_bytes() <= st.consumer->out().backpressure_threshold() / 2 ||
+                         now - st.since_ms >= kMaxStallMs;
     if (release) {
       st.producer->ResumeReading(Connection::kPauseBackpressure);
       st.producer->Unref();
@@ -152,7 +173,7 @@ void IoWorker::CheckStalls() {
   }
   stalls_.resize(kept);
   if (!stalls_.empty()) {
-    const timeval tick{0, 1000};
+    const timeval tick{0, kStallCheckMs * 1000};
     evtimer_add(stall_timer_, &tick);
   }
 }

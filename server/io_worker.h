@@ -81,12 +81,16 @@ class IoWorker {
   // Flow control for fast producers: `producer` (a client of this worker)
   // fed `consumer` past its backpressure threshold while that consumer still
   // drains, so the producer stops reading until the consumer is back under
-  // half the threshold, is stuck or gone, or kMaxStallMs passed. Nothing
-  // blocks: the producer's socket simply is not read, and TCP slows the
-  // publisher down. Peer links are never stalled (fan-out must not block a
-  // link's read loop).
+  // half the threshold (the consumer's flush wakes it: ReleaseStall), is
+  // stuck or gone, or kMaxStallMs passed (a coarse timer checks those).
+  // Nothing blocks: the producer's socket simply is not read, and TCP slows
+  // the publisher down. Peer links are never stalled (fan-out must not block
+  // a link's read loop).
   void StallProducer(Connection* producer, Connection* consumer);
+  // Resumes `producer` if it is stalled here. Worker thread.
+  void ReleaseStall(Connection* producer);
   static constexpr int64_t kMaxStallMs = 1000;
+  static constexpr int kStallCheckMs = 10;
 
   // Visits each connection of this worker (monitoring; worker thread only).
   template <typename Fn>

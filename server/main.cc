@@ -2,6 +2,8 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
+#include <malloc.h>
+
 #include <iostream>
 
 #include "server/flags.h"
@@ -9,6 +11,13 @@
 #include "server/version.h"
 
 int main(int argc, char** argv) {
+  // Outbound chunks are allocated by the publishing thread and freed by the
+  // thread that wrote them; with glibc's default trimming, every fan-out
+  // burst returned the arena top to the kernel and faulted it back in (a
+  // fifth of the server's time in 1 -> 100 fan-out). Keep up to 64 MiB of
+  // freed memory per arena for reuse instead.
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  mallopt(M_TOP_PAD, 16 << 20);
   gflags::SetUsageMessage("zmesh-server [flags]: a zmesh forwarding node (NATS client protocol on --listen)");
   gflags::SetVersionString(zmesh::server::kZmeshVersion);
   FLAGS_logtostderr = true;  // glog: stderr unless --log_dir is given

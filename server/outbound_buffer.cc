@@ -27,7 +27,10 @@ namespace {
 // A reply such as INFO or PONG fits the small class; streams move to the large one.
 constexpr size_t kSmallChunkBytes = 4096;
 constexpr size_t kLargeChunkBytes = 64 * 1024;
-constexpr size_t kPoolLimitPerClass = 32;  // per thread
+// Per thread and class: enough for a fan-out batch to many subscribers
+// (4 MiB of small, 16 MiB of large chunks at most); what a sweep finds unused
+// since the previous one is released (TrimChunkPool).
+constexpr size_t kPoolLimit[2] = {1024, 256};
 constexpr int kMaxIov = 64;
 // A writer stops after this many write rounds fed by concurrent appends, so
 // that fan-in cannot pin one publisher's loop; the owner loop takes over.
@@ -38,6 +41,7 @@ constexpr int kMaxTlsWriteRounds = 64;
 // Freed chunks are kept per thread (lock-free) for the next allocation.
 struct ChunkPool {
   std::vector<void*> free[2];
+  size_t low_water[2] = {0, 0};  // fewest free chunks seen since the last trim
   ~ChunkPool() {
     for (auto& list : free) {
       for (void* p : list) ::operator delete(p);
@@ -87,6 +91,7 @@ OutboundBuffer::Chunk* OutboundBuffer::NewChunk(size_t min_capacity, bool first)
   if (cls < 2 && !t_pool.free[cls].empty()) {
     mem = t_pool.free[cls].back();
     t_pool.free[cls].pop_back();
+    t_pool.low_water[cls] = std::min(t_pool.low_water[cls], t_pool.free[cls].size());
   } else {
     mem = ::operator new(bytes);
   }
@@ -98,8 +103,21 @@ OutboundBuffer::Chunk* OutboundBuffer::NewChunk(size_t min_capacity, bool first)
   return c;
 }
 
+void OutboundBuffer::TrimChunkPool() {
+  for (int cls = 0; cls < 2; ++cls) {
+    auto& list = t_pool.free[cls];
+    // Chunks that stayed in the pool through a whole sweep interval were not
+    // needed: give them back.
+    for (size_t drop = std::min(t_pool.low_water[cls], list.size()); drop > 0; --drop) {
+      ::operator delete(list.back());
+      list.pop_back();
+    }
+    t_pool.low_water[cls] = list.size();
+  }
+}
+
 void OutboundBuffer::FreeChunk(Chunk* chunk) {
-  if (chunk->pool_class < 2 && t_pool.free[chunk->pool_class].size() < kPoolLimitPerClass) {
+  if (chunk->pool_class < 2 && t_pool.free[chunk->pool_class].size() < kPoolLimit[chunk->pool_class]) {
     t_pool.free[chunk->pool_class].push_back(chunk);
   } else {
     ::operator delete(chunk);
