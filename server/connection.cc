@@ -261,8 +261,12 @@ void Connection::ResumeReading(PauseReason reason) {
 }
 
 bool Connection::WriteStuck() const {
+  // A busy but live socket makes progress every few milliseconds; one that
+  // took nothing for this long (a stopped or partitioned peer, a frozen
+  // client) must not hold up its publishers (SPEC §4): it is cut instead, by
+  // its pending limit, its write deadline or its pings.
   const int64_t blocked_since = out_.blocked_since_ms();
-  const int64_t stuck_after = std::min<int64_t>(1000, write_deadline_ms_ / 2);
+  const int64_t stuck_after = std::min<int64_t>(kStuckAfterMs, write_deadline_ms_ / 2);
   return blocked_since >= 0 && MonotonicMs() - blocked_since >= stuck_after;
 }
 

@@ -74,8 +74,10 @@ class Connection : public SubscriberEndpoint {
   // this socket still drains; a consumer that is stuck (no write progress
   // for a while) pushes back on no one: it is cut instead.
   bool WantsBackpressure(size_t pending) const;
-  // Any thread: the socket has been full without any progress for a while.
+  // Any thread: the socket has been full without any progress for
+  // kStuckAfterMs (or half the write deadline, if shorter).
   bool WriteStuck() const;
+  static constexpr int64_t kStuckAfterMs = 250;
 
   // Any thread: `producer` waits for this connection to drain below half its
   // backpressure threshold; it is told (IoWorker::ReleaseStall on its own
