@@ -376,7 +376,7 @@ void Server::LameDuckStep() {
   const int64_t elapsed = MonotonicMs() - lame_duck_started_ms_;
   const int64_t grace = options_.lame_duck_grace_ms, duration = options_.lame_duck_duration_ms;
   const int remaining = ctx_->client_count.load(std::memory_order_relaxed);
-  if (elapsed >= grace && remaining == 0) {
+  if (remaining == 0) {  // nobody left to move: no reason to wait out the grace
     LOG(INFO) << "lame duck: every client has left; stopping";
     Shutdown();
     return;

@@ -282,6 +282,8 @@ std::vector<std::string> MeshCluster::Argv(const Node& n) const {
       "--join_timeout_ms=" + std::to_string(options_.join_timeout_ms),
       "--anti_entropy_interval_ms=" + std::to_string(options_.anti_entropy_interval_ms),
       "--threads=" + std::to_string(options_.threads),
+      // Short graceful leave on Stop(); tests about lame duck override it in extra_args.
+      "--lame_duck_grace_ms=100", "--lame_duck_duration_ms=300",
   };
   argv.insert(argv.end(), n.spec.extra_args.begin(), n.spec.extra_args.end());
   return argv;

@@ -252,6 +252,10 @@ std::vector<std::string> ServerUnderTest::BuildArgv(const ServerOptions& o) cons
     flag("max_subs", o.max_subs);
     // Two cores on the test machines; a fixed count keeps runs comparable.
     argv.push_back("--threads=" + std::to_string(o.threads.value_or(2)));
+    // Stop() sends SIGTERM: keep the graceful leave short (tests about lame
+    // duck set their own values through extra_args, which come later).
+    argv.push_back("--lame_duck_grace_ms=100");
+    argv.push_back("--lame_duck_duration_ms=200");
   }
   for (const std::string& a : o.extra_args) argv.push_back(a);
   return argv;
