@@ -10,7 +10,7 @@
 # Options (environment):
 #   JOBS=N           parallel build jobs (default: cores)
 #   CTEST_JOBS=N     parallel test processes (default 2)
-#   FUZZ_SECONDS=N   seconds per fuzz target (default 45; 0 skips step 4)
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 30; 0 skips step 4)
 #   SKIP_SANITIZERS=1  skip step 3 (local iterations only; CI runs it)
 #   TSAN=1           also build and run unit + integration tests under TSan
 #   BUILD_ROOT=DIR   where build trees go (default: build-ci/ in the repo)
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 jobs=${JOBS:-$(nproc)}
 ctest_jobs=${CTEST_JOBS:-2}
-fuzz_seconds=${FUZZ_SECONDS:-45}
+fuzz_seconds=${FUZZ_SECONDS:-30}
 build_root=${BUILD_ROOT:-$root/build-ci}
 
 step() { printf '\n=== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }

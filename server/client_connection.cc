@@ -342,7 +342,11 @@ void ClientConnection::HandleUnsub(const proto::Op& op) {
 
 void ClientConnection::RemoveSubscription(Subscription* sub) {
   subs_.erase(sub->sid());
-  sub->set_closed();
+  Withdraw(sub);
+}
+
+void ClientConnection::Withdraw(Subscription* sub) {
+  sub->set_closed();  // deliveries already matched skip it
   ctx_->index.Remove(sub);
   if (ctx_->interest != nullptr) ctx_->interest->OnLocalUnsubscribe(*sub);
   sub->Unref();
@@ -421,12 +425,7 @@ void ClientConnection::OnTick(int64_t now) {
 }
 
 void ClientConnection::OnClose(CloseReason reason) {
-  for (auto& [sid, sub] : subs_) {
-    sub->set_closed();
-    ctx_->index.Remove(sub);
-    if (ctx_->interest != nullptr) ctx_->interest->OnLocalUnsubscribe(*sub);
-    sub->Unref();
-  }
+  for (auto& [sid, sub] : subs_) Withdraw(sub);
   const size_t subs = subs_.size();
   subs_.clear();
   ctx_->client_count.fetch_sub(1, std::memory_order_relaxed);
@@ -449,7 +448,8 @@ void ClientConnection::OnClose(CloseReason reason) {
   closed.out_bytes = out().out_bytes();
   closed.subscriptions = subs;
   ctx_->closed.Add(std::move(closed));
-  LOG(INFO) << "cid=" << id() << " " << remote_address() << (user_.empty() ? "" : " user=" + user_)
+  LOG(INFO) << "node " << ctx_->node_id << ": cid=" << id() << " " << remote_address()
+            << (user_.empty() ? "" : " user=" + user_)
             << (name_.empty() ? "" : " name=" + name_) << " closed: " << CloseReasonText(reason) << " (subs=" << subs
             << " in_msgs=" << in_msgs() << " out_msgs=" << out().out_msgs() << ")";
 }

@@ -103,6 +103,9 @@ class ClientConnection : public Connection {
   void HandleSub(const proto::Op& op);
   void HandleUnsub(const proto::Op& op);
   void RemoveSubscription(Subscription* sub);
+  // Takes `sub` out of the index and the mesh's interest and drops our
+  // reference; the caller forgets it in subs_.
+  void Withdraw(Subscription* sub);
   void SetPermissions(std::shared_ptr<const auth::Permissions> permissions);
   void SendErr(std::string_view text);
   void SendOk();

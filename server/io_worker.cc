@@ -24,10 +24,7 @@ IoWorker::IoWorker(int index, const SubjectIndex* index_for_cache)
 
 IoWorker::~IoWorker() {
   if (thread_.joinable()) Stop();
-  for (Stall& st : stalls_) {
-    st.producer->Unref();
-    st.consumer->Unref();
-  }
+  for (const Stall& st : stalls_) EndStall(st);  // connections are closed by now
   event_free(stall_timer_);
   event_free(flush_event_);
 }
@@ -139,15 +136,19 @@ void IoWorker::StallProducer(Connection* producer, Connection* consumer) {
   consumer->AddDrainWaiter(producer);  // may call ReleaseStall (posted) at once
 }
 
+void IoWorker::EndStall(const Stall& st) {
+  st.producer->ResumeReading(Connection::kPauseBackpressure);
+  st.producer->Unref();
+  st.consumer->Unref();
+}
+
 void IoWorker::ReleaseStall(Connection* producer) {
   for (size_t i = 0; i < stalls_.size(); ++i) {
     if (stalls_[i].producer != producer) continue;
     Stall st = stalls_[i];
     stalls_[i] = stalls_.back();
     stalls_.pop_back();
-    st.producer->ResumeReading(Connection::kPauseBackpressure);
-    st.producer->Unref();
-    st.consumer->Unref();
+    EndStall(st);
     return;
   }
 }
@@ -164,9 +165,7 @@ void IoWorker::CheckStalls() {
                          st.consumer->out().pending_bytes() <= st.consumer->out().backpressure_threshold() / 2 ||
                          now - st.since_ms >= kMaxStallMs;
     if (release) {
-      st.producer->ResumeReading(Connection::kPauseBackpressure);
-      st.producer->Unref();
-      st.consumer->Unref();
+      EndStall(st);
     } else {
       stalls_[kept++] = st;
     }

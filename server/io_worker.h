@@ -124,6 +124,7 @@ class IoWorker {
     Connection* consumer;
     int64_t since_ms;
   };
+  static void EndStall(const Stall& st);  // resumes the producer, drops both references
   std::vector<Stall> stalls_;
   event* stall_timer_ = nullptr;
   std::unique_ptr<EventLoop::Timer> sweep_timer_;

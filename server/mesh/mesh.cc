@@ -83,7 +83,7 @@ bool Mesh::Start(std::function<void()> ready, std::string* error) {
   l.on_members = [this](const std::vector<zk::NodeInfo>& m) { HandleMembers(m); };
   l.on_session = [this](zk::SessionState s) { HandleSession(s); };
   registry_->Start(std::move(l));
-  LOG(INFO) << "mesh: node " << options_.node_id << " listening for peers on " << listener_.bound().ToString()
+  LOG(INFO) << "mesh " << options_.node_id << ": listening for peers on " << listener_.bound().ToString()
             << "; waiting for ZooKeeper membership";
   return true;
 }
@@ -107,7 +107,7 @@ void Mesh::OnPeerLeaving(PeerLink* link, uint64_t drain_ms) {
     // their traffic until it closes it (bounded by what it announced).
     const int64_t bound = static_cast<int64_t>(std::min<uint64_t>(drain_ms, 24ull * 3600 * 1000));
     it->second.leaving_until_ms = MonotonicMs() + bound + options_.handshake_timeout_ms;
-    LOG(INFO) << "mesh: node " << it->first << " is leaving; keeping its link for up to " << bound << " ms";
+    LOG(INFO) << "mesh " << options_.node_id << ": node " << it->first << " is leaving; keeping its link for up to " << bound << " ms";
   });
 }
 
@@ -119,13 +119,18 @@ void Mesh::Stop() {
 
 IoWorker* Mesh::NextWorker() { return workers_[next_worker_++ % workers_.size()]; }
 
+void Mesh::BackOff(Peer& p) {
+  p.backoff_ms = std::clamp<int64_t>(p.backoff_ms * 2, kMinBackoffMs, kMaxBackoffMs);
+  p.next_dial_ms = MonotonicMs() + Jitter(p.backoff_ms);
+}
+
 void Mesh::HandleSession(zk::SessionState state) {
   zk_suspended_ = state == zk::SessionState::kSuspended || state == zk::SessionState::kExpired;
   if (zk_suspended_) {
-    LOG(WARNING) << "mesh: ZooKeeper session " << (state == zk::SessionState::kExpired ? "expired" : "suspended")
+    LOG(WARNING) << "mesh " << options_.node_id << ": ZooKeeper session " << (state == zk::SessionState::kExpired ? "expired" : "suspended")
                  << "; forwarding continues with the last known membership (" << members_.size() << " nodes)";
   } else if (state == zk::SessionState::kConnected) {
-    LOG(INFO) << "mesh: ZooKeeper session connected";
+    LOG(INFO) << "mesh " << options_.node_id << ": ZooKeeper session connected";
   }
 }
 
@@ -138,7 +143,7 @@ void Mesh::HandleMembers(const std::vector<zk::NodeInfo>& members) {
     if (m.id == options_.node_id) continue;
     Peer& p = peers_[m.id];
     if (!p.member && p.first_seen_ms == 0) {
-      LOG(INFO) << "mesh: node " << m.id << " is live (client " << m.client_url << ", peer " << m.peer_url << ")";
+      LOG(INFO) << "mesh " << options_.node_id << ": node " << m.id << " is live (client " << m.client_url << ", peer " << m.peer_url << ")";
     }
     p.info = m;
     p.member = true;
@@ -149,7 +154,7 @@ void Mesh::HandleMembers(const std::vector<zk::NodeInfo>& members) {
   for (auto it = peers_.begin(); it != peers_.end();) {
     Peer& p = it->second;
     if (!p.member && p.first_seen_ms != 0 && p.info.id == it->first) {
-      LOG(INFO) << "mesh: node " << it->first << " left (its znode is gone)";
+      LOG(INFO) << "mesh " << options_.node_id << ": node " << it->first << " left (its znode is gone)";
       p.first_seen_ms = 0;
     }
     if (!p.member && !p.active && p.retiring.empty() && !p.dialing) {
@@ -169,7 +174,7 @@ void Mesh::HandleMembers(const std::vector<zk::NodeInfo>& members) {
       p.next_dial_ms = 0;
       Dial(id, p);
     }
-    LOG(INFO) << "mesh: joining: linking to " << others << " live node(s) before registering";
+    LOG(INFO) << "mesh " << options_.node_id << ": joining: linking to " << others << " live node(s) before registering";
   }
   Tick();
 }
@@ -208,7 +213,7 @@ void Mesh::Dial(const std::string& node_id, Peer& peer) {
     socklen_t src_len = 0;
     if (Resolve(options_.peer_listen.host + ":0", &src, &src_len, &error) &&
         bind(fd, reinterpret_cast<sockaddr*>(&src), src_len) != 0) {
-      LOG(WARNING) << "mesh: cannot bind source address " << options_.peer_listen.host << ": " << strerror(errno);
+      LOG(WARNING) << "mesh " << options_.node_id << ": cannot bind source address " << options_.peer_listen.host << ": " << strerror(errno);
     }
   }
   const int one = 1;
@@ -259,9 +264,8 @@ void Mesh::DialFinished(const std::string& node_id, int fd, const std::string& e
   Peer& p = it->second;
   if (fd < 0) {
     p.dialing = false;
-    p.backoff_ms = std::clamp<int64_t>(p.backoff_ms * 2, kMinBackoffMs, kMaxBackoffMs);
-    p.next_dial_ms = MonotonicMs() + Jitter(p.backoff_ms);
-    LOG_EVERY_N(WARNING, 10) << "mesh: cannot reach node " << node_id << " at " << p.info.peer_url << ": " << error
+    BackOff(p);
+    LOG_EVERY_N(WARNING, 10) << "mesh " << options_.node_id << ": cannot reach node " << node_id << " at " << p.info.peer_url << ": " << error
                              << "; retrying in " << p.backoff_ms << " ms";
     return;
   }
@@ -335,7 +339,7 @@ void Mesh::HandleAuthenticated(RefPtr<PeerLink> link) {
   if (link->dial_id() != 0 && link->dial_id() == p.dial_id) p.dialing = false;
   if (p.node && p.node->incarnation() != link->peer_incarnation()) {
     // The node restarted: whatever link we had goes to its previous process.
-    LOG(INFO) << "mesh: node " << id << " restarted (new incarnation); replacing its link";
+    LOG(INFO) << "mesh " << options_.node_id << ": node " << id << " restarted (new incarnation); replacing its link";
     if (p.active) {
       RefPtr<PeerLink> old = p.active;
       old->loop()->QueueInLoop([old] { old->Close(CloseReason::kPeerLeft, false); });
@@ -350,13 +354,13 @@ void Mesh::HandleAuthenticated(RefPtr<PeerLink> link) {
     node->Unref();
   }
   if (p.active && !Preferred(link.get(), p.active.get())) {
-    LOG(INFO) << "mesh: duplicate link " << link->id() << " to node " << id << " closed; keeping link "
+    LOG(INFO) << "mesh " << options_.node_id << ": duplicate link " << link->id() << " to node " << id << " closed; keeping link "
               << p.active->id();
     link->loop()->QueueInLoop([link] { link->Close(CloseReason::kDuplicatePeer, false); });
     return;
   }
   if (p.active) {
-    LOG(INFO) << "mesh: link " << link->id() << " to node " << id << " replaces link " << p.active->id()
+    LOG(INFO) << "mesh " << options_.node_id << ": link " << link->id() << " to node " << id << " replaces link " << p.active->id()
               << " (one link per pair: the one dialled by the smaller node id)";
     p.retiring.push_back(p.active);
   }
@@ -364,7 +368,7 @@ void Mesh::HandleAuthenticated(RefPtr<PeerLink> link) {
   p.synced = false;
   p.backoff_ms = 0;
   if (!p.member && p.unregistered_since_ms == 0) p.unregistered_since_ms = MonotonicMs();
-  LOG(INFO) << "mesh: link " << link->id() << " up with node " << id << " ("
+  LOG(INFO) << "mesh " << options_.node_id << ": link " << link->id() << " up with node " << id << " ("
             << (link->direction() == PeerLink::Direction::kOutbound ? "dialled" : "accepted") << ", "
             << link->remote_address() << ")";
   RefPtr<PeerNode> node = p.node;
@@ -375,7 +379,7 @@ void Mesh::HandleSynced(RefPtr<PeerLink> link) {
   auto it = peers_.find(link->peer_node_id());
   if (it == peers_.end() || it->second.active.get() != link.get()) return;
   it->second.synced = true;
-  VLOG(1) << "mesh: node " << it->first << " interest synced (" << it->second.node->interest_count() << " entries)";
+  VLOG(1) << "mesh " << options_.node_id << ": node " << it->first << " interest synced (" << it->second.node->interest_count() << " entries)";
   if (phase_ == Phase::kJoining) MaybeFinishJoin(false);
 }
 
@@ -394,8 +398,7 @@ void Mesh::HandleClosed(RefPtr<PeerLink> link) {
   // Back off after losing the link, and after a dial that never got as far
   // as an authenticated link (TLS or authentication refused, wrong node).
   if (was_active || (link->direction() == PeerLink::Direction::kOutbound && !p.active)) {
-    p.backoff_ms = std::clamp<int64_t>(p.backoff_ms * 2, kMinBackoffMs, kMaxBackoffMs);
-    p.next_dial_ms = MonotonicMs() + Jitter(p.backoff_ms);
+    BackOff(p);
   }
   if (!p.member && !p.active && p.retiring.empty() && !p.dialing) peers_.erase(it);
 }
@@ -408,7 +411,7 @@ void Mesh::MaybeFinishJoin(bool timed_out) {
   }
   if (!missing.empty() && !timed_out) return;
   for (const std::string& id : missing) {
-    LOG(WARNING) << "mesh: joining without node " << id << ": no synced link within " << options_.join_timeout_ms
+    LOG(WARNING) << "mesh " << options_.node_id << ": joining without node " << id << ": no synced link within " << options_.join_timeout_ms
                  << " ms; it is dialled again in the background, and its subscribers are unreachable from here "
                     "until then";
   }
@@ -421,14 +424,14 @@ void Mesh::MaybeFinishJoin(bool timed_out) {
   self.started_ms = ctx_->started_unix_ms;
   registry_->Register(self, [this](bool ok, const std::string& error) {
     if (!ok) {
-      LOG(ERROR) << "mesh: cannot register in ZooKeeper: " << error << "; retrying";
+      LOG(ERROR) << "mesh " << options_.node_id << ": cannot register in ZooKeeper: " << error << "; retrying";
       phase_ = Phase::kJoining;
       join_started_ms_ = MonotonicMs() - options_.join_timeout_ms;  // re-register on the next tick
       return;
     }
     if (phase_ != Phase::kRegistering) return;
     phase_ = Phase::kReady;
-    LOG(INFO) << "mesh: node " << options_.node_id << " registered; serving clients";
+    LOG(INFO) << "mesh " << options_.node_id << ": node " << options_.node_id << " registered; serving clients";
     if (ready_) ready_();
   });
 }
@@ -436,7 +439,7 @@ void Mesh::MaybeFinishJoin(bool timed_out) {
 void Mesh::Tick() {
   const int64_t now = MonotonicMs();
   if (!have_members_) {
-    LOG_EVERY_N(INFO, 200) << "mesh: still waiting for ZooKeeper membership";
+    LOG_EVERY_N(INFO, 200) << "mesh " << options_.node_id << ": still waiting for ZooKeeper membership";
     return;
   }
   for (auto& [id, p] : peers_) {
@@ -451,7 +454,7 @@ void Mesh::Tick() {
       if (now < p.leaving_until_ms) {
         p.unregistered_since_ms = 0;  // draining on purpose; the link itself tells when it is over
       } else if (p.leaving_until_ms != 0) {
-        LOG(INFO) << "mesh: node " << id << " is still linked after its announced drain; closing its link";
+        LOG(INFO) << "mesh " << options_.node_id << ": node " << id << " is still linked after its announced drain; closing its link";
         RefPtr<PeerLink> l = p.active;
         l->loop()->QueueInLoop([l] { l->Close(CloseReason::kPeerLeft, false); });
         p.leaving_until_ms = 0;
@@ -460,7 +463,7 @@ void Mesh::Tick() {
       } else if (p.unregistered_since_ms == 0) {
         p.unregistered_since_ms = now;
       } else if (now - p.unregistered_since_ms >= options_.join_grace_ms) {
-        LOG(INFO) << "mesh: node " << id << " has no znode after " << options_.join_grace_ms
+        LOG(INFO) << "mesh " << options_.node_id << ": node " << id << " has no znode after " << options_.join_grace_ms
                   << " ms; closing its link";
         RefPtr<PeerLink> l = p.active;
         l->loop()->QueueInLoop([l] { l->Close(CloseReason::kPeerLeft, false); });

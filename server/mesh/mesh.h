@@ -156,6 +156,8 @@ class Mesh {
   void MaybeFinishJoin(bool timed_out);
   bool Preferred(const PeerLink* candidate, const PeerLink* current) const;
   IoWorker* NextWorker();
+  // The next dial to `p` waits twice as long as the last (bounded, jittered).
+  void BackOff(Peer& p);
   void UpdateConnectUrls();
   void SnapshotStatus();
 

@@ -272,8 +272,8 @@ void PeerLink::OnTick(int64_t now) {
 
 std::string PeerLink::Describe() const {
   std::string who = peer_node_id_.empty() ? std::string("an unidentified peer") : "node " + peer_node_id_;
-  return "peer link " + std::to_string(id()) + (direction_ == Direction::kOutbound ? " to " : " from ") + who + " (" +
-         remote_address() + ")";
+  return "node " + mesh_->options().node_id + ": peer link " + std::to_string(id()) +
+         (direction_ == Direction::kOutbound ? " to " : " from ") + who + " (" + remote_address() + ")";
 }
 
 void PeerLink::OnClose(CloseReason reason) {
