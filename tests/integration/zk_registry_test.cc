@@ -61,6 +61,8 @@ using Ids = std::vector<std::string>;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kSessionTimeoutMs = 2000;
+// ZooKeeper's ceiling: 20 ticks of the test server's 500 ms.
+constexpr int kMaxSessionTimeoutMs = 10000;
 
 long ElapsedMs(Clock::time_point since) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - since).count();
@@ -301,13 +303,17 @@ TEST_F(ZkRegistryTest, ThreeRegistriesRegisterAndWatch) {
   }
 }
 
-TEST_F(ZkRegistryTest, StoppedRegistryIsGoneWithinASecond) {
-  auto a = StartNode("a", 4001);
-  auto b = StartNode("b", 4002);
+TEST_F(ZkRegistryTest, StoppedRegistryIsGoneLongBeforeItsSessionTimeout) {
+  // A long session timeout, so that "gone" can only be zookeeper_close ending
+  // the session, not its expiry, however slow the machine.
+  RegistryOptions long_session = Options();
+  long_session.session_timeout_ms = kMaxSessionTimeoutMs;
+  auto a = StartNode("a", 4001, long_session);
+  auto b = StartNode("b", 4002, long_session);
   ASSERT_TRUE(WaitIds(*a, {"a", "b"}));
   const auto start = Clock::now();
   b->Stop();  // zookeeper_close
-  EXPECT_TRUE(WaitIds(*a, {"a"}, milliseconds(1000)));
+  EXPECT_TRUE(WaitIds(*a, {"a"}, milliseconds(kMaxSessionTimeoutMs / 2)));
   LOG(INFO) << "b gone for a " << ElapsedMs(start) << " ms after Stop() was called";
 }
 
@@ -317,10 +323,10 @@ TEST_F(ZkRegistryTest, UnregisterDeletesTheZnodeAndKeepsWatching) {
   ASSERT_TRUE(WaitIds(*a, {"a", "b"}));
   std::atomic<bool> done{false};
   b->loop.RunSync([&] { b->registry->Unregister([&] { done = true; }); });
-  EXPECT_TRUE(WaitFor(milliseconds(1000), [&] { return done.load(); }));
+  EXPECT_TRUE(WaitFor(milliseconds(5000), [&] { return done.load(); }));
   EXPECT_FALSE(b->Registered());
-  EXPECT_TRUE(WaitIds(*a, {"a"}, milliseconds(1000)));
-  EXPECT_TRUE(WaitIds(*b, {"a"}, milliseconds(1000)));
+  EXPECT_TRUE(WaitIds(*a, {"a"}));
+  EXPECT_TRUE(WaitIds(*b, {"a"}));
   auto c = StartNode("c", 4003);
   EXPECT_TRUE(WaitIds(*b, {"a", "c"}));
 }
@@ -530,7 +536,7 @@ TEST_F(ZkRegistryTest, StaleZnodeOfAPreviousProcessIsWaitedFor) {
 }
 
 TEST_F(ZkRegistryTest, StaleZnodeWithOurPeerUrlIsStolen) {
-  constexpr int kStaleTimeoutMs = 4000;
+  constexpr int kStaleTimeoutMs = 6000;
   auto helper = StartHelper("s", 4001, kStaleTimeoutMs);
   RawZk raw(connect_);
   ASSERT_TRUE(raw.WaitConnected());
@@ -589,8 +595,11 @@ TEST_F(ZkRegistryTest, DigestAclKeepsOtherSessionsOut) {
   ASSERT_TRUE(mesh.WaitConnected());
   ASSERT_EQ(mesh.AddAuth("mesh:secret"), ZOK);
   ASSERT_EQ(mesh.Delete(path, znode->second.version), ZOK);
-  EXPECT_TRUE(WaitFor(milliseconds(5000), [&] { return anonymous.Owner(path) == a->SessionId(); }));
-  EXPECT_TRUE(a->Registered());
+  // The znode shows in ZooKeeper before the create's completion reaches a's
+  // loop: wait for both.
+  EXPECT_TRUE(WaitFor(milliseconds(5000), [&] {
+    return anonymous.Owner(path) == a->SessionId() && a->Registered();
+  }));
 }
 
 TEST_F(ZkRegistryTest, EnsembleLeaderKillKeepsTheSession) {
@@ -599,6 +608,10 @@ TEST_F(ZkRegistryTest, EnsembleLeaderKillKeepsTheSession) {
   ASSERT_TRUE(ensemble.Start(&error)) << error;
   RegistryOptions options = Options();
   options.connect = ensemble.connect_string();
+  // Three JVMs electing a leader on a loaded 2-core machine can take longer
+  // than 2 s; what is tested is that the session survives the election, as
+  // it does with production timeouts.
+  options.session_timeout_ms = kMaxSessionTimeoutMs;
   auto a = StartNode("a", 4001, options);
   auto b = StartNode("b", 4002, options);
   ASSERT_TRUE(WaitIds(*a, {"a", "b"}, milliseconds(15000)));
