@@ -42,7 +42,15 @@ constexpr int kPubBatch = 64;          // messages per send(): 512 KiB
 // The server's resident set must stay below this while 100 MiB go through
 // it: it must not hold the flood for the slow consumer. (nats-server peaks
 // around 25 MiB with max_pending 1 MiB.)
+// Under TSan (the server is built like this test) every byte the server
+// touches costs several more in shadow memory: about 120 MiB measured for
+// what is 30 MiB without it. There the bound only guards against gross
+// growth; the release and ASan runs are the ones that prove boundedness.
+#if defined(__SANITIZE_THREAD__)
+constexpr long kRssBoundKb = 3 * 96 * 1024;
+#else
 constexpr long kRssBoundKb = 96 * 1024;
+#endif
 
 std::string Payload(int seq) {
   std::string p = std::to_string(seq) + ":";
