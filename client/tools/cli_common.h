@@ -7,10 +7,13 @@
 //
 // Thread safety: none; start-up code.
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include <zmesh/client.h>
 #include <zmesh/options.h>
 
 #include "client/tools/flags.h"
@@ -49,6 +52,18 @@ std::vector<std::string> SplitList(const std::string& list);
 
 // Replaces every "{n}" in `pattern` with `n`.
 std::string ExpandSequence(const std::string& pattern, int64_t n);
+
+// Parses a command's flags (argv[0] is the command's name) into *args. False
+// when the command should end now with *exit_code: 0 after --help, 2 after a
+// flag error or fewer than min_args or more than max_args arguments (the
+// usage goes to stderr).
+bool ParseOrUsage(FlagSet* flags, int argc, char** argv, const std::string& synopsis, size_t min_args,
+                  size_t max_args, std::vector<std::string>* args, int* exit_code);
+
+// Connects a client for command `cmd`; false after reporting why on stderr.
+// The client's events (failovers, slow-consumer notices) go to stderr too, so
+// stdout stays the data.
+bool ConnectOrReport(const char* cmd, const ConnFlags& conn, std::unique_ptr<Client>* client);
 
 // Installs SIGINT/SIGTERM handlers that set a flag (and SIGPIPE ignored).
 void InstallStopSignals();

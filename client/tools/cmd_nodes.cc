@@ -26,16 +26,9 @@ int RunNodes(int argc, char** argv) {
   flags.Int("timeout_ms", &timeout_ms, "how long to wait for ZooKeeper");
   const std::string synopsis = "zmesh nodes --zk=HOST:PORT [--zk_root=/zmesh/NAME]";
   std::vector<std::string> args;
+  int code = 0;
+  if (!ParseOrUsage(&flags, argc, argv, synopsis, 0, 0, &args, &code)) return code;
   std::string error;
-  if (!flags.Parse(argc - 1, argv + 1, &args, &error) || !args.empty()) {
-    if (!error.empty()) std::cerr << "zmesh nodes: " << error << "\n";
-    std::cerr << flags.Usage(synopsis);
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Usage(synopsis);
-    return 0;
-  }
   if (conn.zk.empty()) {
     std::cerr << "zmesh nodes: --zk is required (the node list lives in ZooKeeper)\n";
     return 2;

@@ -16,53 +16,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-bool ParseOrUsage(FlagSet* flags, int argc, char** argv, const std::string& synopsis, size_t min_args,
-                  size_t max_args, std::vector<std::string>* args, int* exit_code) {
-  std::string error;
-  if (!flags->Parse(argc - 1, argv + 1, args, &error)) {
-    std::cerr << "zmesh " << argv[0] << ": " << error << "\n" << flags->Usage(synopsis);
-    *exit_code = 2;
-    return false;
-  }
-  if (flags->help_requested()) {
-    std::cout << flags->Usage(synopsis);
-    *exit_code = 0;
-    return false;
-  }
-  if (args->size() < min_args || args->size() > max_args) {
-    std::cerr << flags->Usage(synopsis);
-    *exit_code = 2;
-    return false;
-  }
-  return true;
-}
-
-bool ConnectOrReport(const char* cmd, const ConnFlags& conn, std::unique_ptr<Client>* client) {
-  Options options;
-  std::string error;
-  if (!BuildOptions(conn, &options, &error)) {
-    std::cerr << "zmesh " << cmd << ": " << error << "\n";
-    return false;
-  }
-  // Scripts see failovers on stderr; stdout stays the data.
-  options.on_event = [cmd](const Event& e) {
-    // Routine: membership changes; the close we asked for (or whose cause
-    // the command reports itself).
-    if (e.type == EventType::kServersChanged || e.type == EventType::kClosed) return;
-    std::cerr << "zmesh " << cmd << ": " << EventTypeName(e.type);
-    if (!e.url.empty()) std::cerr << " " << e.url;
-    if (!e.subject.empty()) std::cerr << " subject=" << e.subject;
-    if (!e.status.ok()) std::cerr << " (" << e.status.ToString() << ")";
-    std::cerr << "\n";
-  };
-  Status st = Client::Connect(std::move(options), client);
-  if (!st.ok()) {
-    std::cerr << "zmesh " << cmd << ": cannot connect: " << st << "\n";
-    return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 int RunPub(int argc, char** argv) {

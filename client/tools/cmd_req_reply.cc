@@ -12,27 +12,6 @@
 namespace zmesh::cli {
 namespace {
 
-int Usage(FlagSet* flags, const std::string& synopsis, const std::string& error) {
-  if (!error.empty()) std::cerr << error << "\n";
-  std::cerr << flags->Usage(synopsis);
-  return 2;
-}
-
-bool Connect(const char* cmd, const ConnFlags& conn, std::unique_ptr<Client>* client) {
-  Options options;
-  std::string error;
-  if (!BuildOptions(conn, &options, &error)) {
-    std::cerr << "zmesh " << cmd << ": " << error << "\n";
-    return false;
-  }
-  Status st = Client::Connect(std::move(options), client);
-  if (!st.ok()) {
-    std::cerr << "zmesh " << cmd << ": cannot connect: " << st << "\n";
-    return false;
-  }
-  return true;
-}
-
 std::string Expand(const std::string& pattern, int64_t n, std::string_view request) {
   std::string s = ExpandSequence(pattern, n);
   std::string out;
@@ -56,18 +35,12 @@ int RunReq(int argc, char** argv) {
   AddConnFlags(&flags, &conn);
   flags.Int("timeout_ms", &timeout_ms, "how long to wait for each reply");
   flags.Int("count", &count, "requests to send; {n} in PAYLOAD becomes 1..count");
-  const std::string synopsis = "zmesh req [flags] SUBJECT PAYLOAD";
   std::vector<std::string> args;
-  std::string error;
-  if (!flags.Parse(argc - 1, argv + 1, &args, &error)) return Usage(&flags, synopsis, error);
-  if (flags.help_requested()) {
-    std::cout << flags.Usage(synopsis);
-    return 0;
-  }
-  if (args.size() != 2) return Usage(&flags, synopsis, "");
+  int code = 0;
+  if (!ParseOrUsage(&flags, argc, argv, "zmesh req [flags] SUBJECT PAYLOAD", 2, 2, &args, &code)) return code;
   InstallStopSignals();
   std::unique_ptr<Client> client;
-  if (!Connect("req", conn, &client)) return 1;
+  if (!ConnectOrReport("req", conn, &client)) return 1;
   for (int64_t n = 1; n <= count && !StopRequested(); ++n) {
     Message reply;
     Status st = client->Request(args[0], ExpandSequence(args[1], n), std::chrono::milliseconds(timeout_ms), &reply);
@@ -93,17 +66,12 @@ int RunReply(int argc, char** argv) {
       "zmesh reply [flags] SUBJECT [RESPONSE]   ({n} = request number, {req} = request payload; "
       "default: echo the request)";
   std::vector<std::string> args;
-  std::string error;
-  if (!flags.Parse(argc - 1, argv + 1, &args, &error)) return Usage(&flags, synopsis, error);
-  if (flags.help_requested()) {
-    std::cout << flags.Usage(synopsis);
-    return 0;
-  }
-  if (args.empty() || args.size() > 2) return Usage(&flags, synopsis, "");
+  int code = 0;
+  if (!ParseOrUsage(&flags, argc, argv, synopsis, 1, 2, &args, &code)) return code;
   const std::string response = args.size() == 2 ? args[1] : "{req}";
   InstallStopSignals();
   std::unique_ptr<Client> client;
-  if (!Connect("reply", conn, &client)) return 1;
+  if (!ConnectOrReport("reply", conn, &client)) return 1;
   std::shared_ptr<Subscription> sub;
   Status st = queue.empty() ? client->SubscribeSync(args[0], &sub) : client->QueueSubscribeSync(args[0], queue, &sub);
   if (!st.ok()) {
