@@ -200,16 +200,9 @@ void Connection::HandleOp(const proto::Op& op) {
           Fail(Status(IsAuthError(op.arg) ? StatusCode::kAuthFailed : StatusCode::kServerError,
                       url_.key() + ": -ERR " + std::string(op.arg)));
           return;
-        case OpType::kInfo: {
-          ServerInfo info;
-          std::string error;
-          if (!ParseServerInfo(op.arg, &info, &error)) {
-            Fail(Status(StatusCode::kProtocolError, url_.key() + ": " + error));
-            return;
-          }
-          info_ = std::move(info);
+        case OpType::kInfo:
+          UpdateInfo(op.arg);
           return;
-        }
         case OpType::kOk:
           return;
         default:
@@ -217,15 +210,7 @@ void Connection::HandleOp(const proto::Op& op) {
           return;
       }
     case State::kReady:
-      if (op.type == OpType::kInfo) {
-        ServerInfo info;
-        std::string error;
-        if (!ParseServerInfo(op.arg, &info, &error)) {
-          Fail(Status(StatusCode::kProtocolError, url_.key() + ": " + error));
-          return;
-        }
-        info_ = std::move(info);
-      }
+      if (op.type == OpType::kInfo && !UpdateInfo(op.arg)) return;
       delegate_->OnConnectionOp(this, op);
       return;
     default:
@@ -233,12 +218,19 @@ void Connection::HandleOp(const proto::Op& op) {
   }
 }
 
-void Connection::HandleInfo(std::string_view json) {
+bool Connection::UpdateInfo(std::string_view json) {
+  ServerInfo info;
   std::string error;
-  if (!ParseServerInfo(json, &info_, &error)) {
+  if (!ParseServerInfo(json, &info, &error)) {
     Fail(Status(StatusCode::kProtocolError, url_.key() + ": " + error));
-    return;
+    return false;
   }
+  info_ = std::move(info);
+  return true;
+}
+
+void Connection::HandleInfo(std::string_view json) {
+  if (!UpdateInfo(json)) return;
   const bool want_tls = info_.tls_required || options_.tls_required || url_.tls;
   if (want_tls && !info_.tls_required && !info_.tls_available) {
     Fail(Status(StatusCode::kTlsError, url_.key() + ": TLS required but the server does not offer it"));

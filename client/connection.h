@@ -108,7 +108,10 @@ class Connection {
   void HandleReadable();
   void HandleWritable();
   void HandleOp(const proto::Op& op);
+  // The first INFO: remember it, then TLS or CONNECT.
   void HandleInfo(std::string_view json);
+  // Any INFO: replaces info_; false after failing the connection on bad JSON.
+  bool UpdateInfo(std::string_view json);
   void StartTls();
   void ContinueTls();
   void SendConnect();

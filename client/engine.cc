@@ -149,14 +149,7 @@ void Engine::Close() {
       outbox_->Post([this] { DoClose(Status(StatusCode::kClosed, "closed by the application")); });
       io_thread_.join();
     } else if (base_ != nullptr) {
-      // Start failed before the thread ran: free the loop here.
-      event_free(wake_ev_);
-      event_free(tick_ev_);
-      event_free(retry_ev_);
-      event_free(reap_ev_);
-      event_free(pump_ev_);
-      event_base_free(base_);
-      base_ = nullptr;
+      FreeLoop();  // Start failed before the thread ran
     }
   });
   FinishClose();
@@ -217,6 +210,13 @@ void Engine::Run() {
   graveyard_.clear();
   cached_sub_.reset();
   discovery_.reset();
+  FreeLoop();
+  // Also when the engine closed itself (gave up reconnecting): from here on
+  // every call fails with kClosed. The dispatcher is stopped by Close().
+  FinishClose();
+}
+
+void Engine::FreeLoop() {
   event_free(wake_ev_);
   event_free(tick_ev_);
   event_free(retry_ev_);
@@ -224,9 +224,6 @@ void Engine::Run() {
   event_free(pump_ev_);
   event_base_free(base_);
   base_ = nullptr;
-  // Also when the engine closed itself (gave up reconnecting): from here on
-  // every call fails with kClosed. The dispatcher is stopped by Close().
-  FinishClose();
 }
 
 void Engine::OnWakeEvent(evutil_socket_t, short, void* arg) { static_cast<Engine*>(arg)->HandleWake(); }

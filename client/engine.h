@@ -90,6 +90,9 @@ class Engine : public Connection::Delegate, public std::enable_shared_from_this<
  private:
   // ---- I/O thread ----
   void Run();
+  // Frees the loop and its events: on the I/O thread after it ran, or in
+  // Close() when Start failed before the thread began.
+  void FreeLoop();
   static void OnWakeEvent(evutil_socket_t, short, void* arg);
   static void OnTickEvent(evutil_socket_t, short, void* arg);
   static void OnRetryEvent(evutil_socket_t, short, void* arg);
