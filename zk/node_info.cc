@@ -16,6 +16,7 @@ std::string EncodeNodeInfo(const NodeInfo& node) {
       {"peer_url", node.peer_url},
       {"version", node.version},
       {"started_ms", node.started_ms},
+      {"incarnation", node.incarnation},
   };
   // `replace` instead of throwing: a field with invalid UTF-8 must not take
   // the node down; the id and URLs we write are ASCII anyway.
@@ -46,6 +47,9 @@ std::optional<NodeInfo> DecodeNodeInfo(std::string_view data) {
   }
   if (auto it = json.find("started_ms"); it != json.end() && it->is_number_integer()) {
     node.started_ms = it->get<int64_t>();
+  }
+  if (auto it = json.find("incarnation"); it != json.end() && it->is_number_unsigned()) {
+    node.incarnation = it->get<uint64_t>();
   }
   return node;
 }

@@ -20,13 +20,17 @@
 
 namespace zmesh::zk {
 
-// The JSON a node stores in its znode: {"id","client_url","peer_url","version","started_ms"}.
+// The JSON a node stores in its znode:
+// {"id","client_url","peer_url","version","started_ms","incarnation"}.
 struct NodeInfo {
   std::string id;
   std::string client_url;  // nats://host:port
   std::string peer_url;    // host:port
   std::string version;
   int64_t started_ms = 0;
+  // Random per process start. The znode owns the node id: peers accept links
+  // only from the incarnation it names (0 = not stated, e.g. a client's view).
+  uint64_t incarnation = 0;
 
   bool operator==(const NodeInfo&) const = default;
 };

@@ -10,7 +10,7 @@ namespace zmesh::zk {
 namespace {
 
 NodeInfo Sample() {
-  return NodeInfo{"node-1", "nats://10.0.0.1:4222", "10.0.0.1:6222", "0.1.0", 1700000000123};
+  return NodeInfo{"node-1", "nats://10.0.0.1:4222", "10.0.0.1:6222", "0.1.0", 1700000000123, 18446744073709551557ull};
 }
 
 TEST(NodeInfoTest, RoundTrips) {
@@ -24,9 +24,11 @@ TEST(NodeInfoTest, UsesTheSpecFieldNamesInSpecOrder) {
   const std::string json = EncodeNodeInfo(Sample());
   EXPECT_EQ(json,
             R"({"id":"node-1","client_url":"nats://10.0.0.1:4222","peer_url":"10.0.0.1:6222",)"
-            R"("version":"0.1.0","started_ms":1700000000123})");
+            R"("version":"0.1.0","started_ms":1700000000123,"incarnation":18446744073709551557})");
   nlohmann::json parsed = nlohmann::json::parse(json);
   EXPECT_TRUE(parsed["started_ms"].is_number_integer());
+  // The full 64 bits survive: the incarnation is what owns the node id.
+  EXPECT_EQ(parsed["incarnation"].get<uint64_t>(), 18446744073709551557ull);
 }
 
 TEST(NodeInfoTest, IgnoresUnknownFieldsAndToleratesMissingOptionalOnes) {
@@ -38,14 +40,16 @@ TEST(NodeInfoTest, IgnoresUnknownFieldsAndToleratesMissingOptionalOnes) {
   EXPECT_EQ(node->peer_url, "h:2");
   EXPECT_EQ(node->version, "");
   EXPECT_EQ(node->started_ms, 0);
+  EXPECT_EQ(node->incarnation, 0u);
 }
 
 TEST(NodeInfoTest, ToleratesOptionalFieldsOfAnotherType) {
   std::optional<NodeInfo> node = DecodeNodeInfo(
-      R"({"id":"a","client_url":"nats://h:1","peer_url":"h:2","version":3,"started_ms":"x"})");
+      R"({"id":"a","client_url":"nats://h:1","peer_url":"h:2","version":3,"started_ms":"x","incarnation":-5})");
   ASSERT_TRUE(node.has_value());
   EXPECT_EQ(node->version, "");
   EXPECT_EQ(node->started_ms, 0);
+  EXPECT_EQ(node->incarnation, 0u);
 }
 
 TEST(NodeInfoTest, RejectsWhatIsNotANodeDescription) {
