@@ -50,29 +50,15 @@ absl::StatusOr<std::unique_ptr<TlsContexts>> TlsContexts::Create(const TlsFiles&
   auto client_port = NewContext(files, true);
   if (!client_port.ok()) return client_port.status();
   t->client_port_ = *client_port;
-  auto peer_server = NewContext(files, true);
-  if (!peer_server.ok()) return peer_server.status();
-  t->peer_server_ = *peer_server;
-  auto peer_client = NewContext(files, false);
-  if (!peer_client.ok()) return peer_client.status();
-  t->peer_client_ = *peer_client;
-  if (!files.ca.empty()) {
-    t->mutual_peers_ = true;
-    SSL_CTX_set_verify(t->peer_server_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
-    SSL_CTX_set_verify(t->peer_client_, SSL_VERIFY_PEER, nullptr);
-    if (verify_clients) {
-      SSL_CTX_set_verify(t->client_port_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
-    }
-  } else if (verify_clients) {
-    return absl::InvalidArgumentError("verifying client certificates needs --tls_ca");
+  if (verify_clients) {
+    if (files.ca.empty()) return absl::InvalidArgumentError("verifying client certificates needs --tls_ca");
+    SSL_CTX_set_verify(t->client_port_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   }
   return t;
 }
 
 TlsContexts::~TlsContexts() {
   SSL_CTX_free(client_port_);
-  SSL_CTX_free(peer_server_);
-  SSL_CTX_free(peer_client_);
 }
 
 }  // namespace zmesh::auth

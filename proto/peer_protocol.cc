@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "proto/subject.h"
+
 namespace zmesh::proto::peer {
 namespace {
 
@@ -83,15 +85,14 @@ void EncodeHello(const Hello& h, std::string* out) {
   PutU16(h.version, out);
   PutStr(h.node_id, out);
   PutU64(h.incarnation, out);
-  PutStr(h.nonce, out);
   PutStr(h.peer_url, out);
   PutStr(h.client_url, out);
   Finish(at, 0, out);
 }
 
-void EncodeAuth(std::string_view mac, std::string* out) {
-  const size_t at = Begin(FrameType::kAuth, out);
-  PutStr(mac, out);
+void EncodeRefuse(std::string_view reason, std::string* out) {
+  const size_t at = Begin(FrameType::kRefuse, out);
+  PutStr(reason.substr(0, 1024), out);
   Finish(at, 0, out);
 }
 
@@ -130,16 +131,82 @@ void EncodeMsgHeader(std::string_view subject, std::string_view reply, int32_t h
   Finish(at, payload_size, header);
 }
 
+namespace {
+
+// Whitespace or a control character: what would let a string break out of a
+// client protocol line, or hide in a log.
+bool HasUnsafeByte(std::string_view s) {
+  for (unsigned char c : s) {
+    if (c <= 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool IsForwardable(std::string_view subject, std::string_view reply) {
+  return subject.size() <= kMaxStringBytes && reply.size() <= kMaxStringBytes && IsValidLiteralSubject(subject) &&
+         !HasUnsafeByte(subject) && !HasUnsafeByte(reply);
+}
+
+bool IsValidQueueName(std::string_view queue) {
+  return !queue.empty() && queue.size() <= kMaxStringBytes && !HasUnsafeByte(queue);
+}
+
+bool IsAnnounceable(std::string_view subject, std::string_view queue) {
+  return subject.size() <= kMaxStringBytes && IsValidSubject(subject) && !HasUnsafeByte(subject) &&
+         (queue.empty() || IsValidQueueName(queue));
+}
+
+bool ValidateFrame(const Frame& f, std::string* why) {
+  switch (f.type) {
+    case FrameType::kInterest:
+      if (!IsAnnounceable(f.interest.subject, f.interest.queue)) {
+        *why = "INTEREST with an invalid subject or queue name";
+        return false;
+      }
+      if (f.interest.queue.empty() && f.interest.count > 1) {
+        *why = "INTEREST with a plain count of " + std::to_string(f.interest.count);
+        return false;
+      }
+      return true;
+    case FrameType::kMsg:
+      if (!IsForwardable(f.msg.subject, f.msg.reply)) {
+        *why = "MSG with an invalid subject or reply subject";
+        return false;
+      }
+      for (std::string_view q : f.msg.queues) {
+        if (!IsValidQueueName(q)) {
+          *why = "MSG naming an invalid queue group";
+          return false;
+        }
+      }
+      return true;
+    case FrameType::kHello:
+      if (f.hello.version == kProtocolVersion &&
+          (HasUnsafeByte(f.hello.node_id) || HasUnsafeByte(f.hello.peer_url) || HasUnsafeByte(f.hello.client_url))) {
+        *why = "HELLO with whitespace or control characters in an id or address";
+        return false;
+      }
+      return true;
+    default:
+      return true;
+  }
+}
+
 bool FrameReader::Decode(std::string_view body, uint8_t type, Frame* f) {
   Cursor c(body);
   f->type = static_cast<FrameType>(type);
   switch (f->type) {
     case FrameType::kHello:
-      return c.U16(&f->hello.version) && c.Str(&f->hello.node_id) && c.U64(&f->hello.incarnation) &&
-             c.Str(&f->hello.nonce) && c.Str(&f->hello.peer_url) && c.Str(&f->hello.client_url) && c.done() &&
-             f->hello.nonce.size() == kNonceBytes && !f->hello.node_id.empty();
-    case FrameType::kAuth:
-      return c.Str(&f->mac) && c.done() && f->mac.size() <= 64;
+      // The version comes first in every version: a v1 HELLO decodes far
+      // enough to be named in the log (its remaining fields differ).
+      if (!c.U16(&f->hello.version)) return false;
+      if (f->hello.version != kProtocolVersion) return true;
+      return c.Str(&f->hello.node_id) && c.U64(&f->hello.incarnation) && c.Str(&f->hello.peer_url) &&
+             c.Str(&f->hello.client_url) && c.done() && !f->hello.node_id.empty();
+    case FrameType::kRefuse:
+      return c.Str(&f->reason) && c.done();
     case FrameType::kPing:
     case FrameType::kPong:
     case FrameType::kSyncBegin:

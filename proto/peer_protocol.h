@@ -20,16 +20,19 @@
 
 namespace zmesh::proto::peer {
 
-inline constexpr uint16_t kProtocolVersion = 1;
-inline constexpr size_t kNonceBytes = 16;
-inline constexpr size_t kMacBytes = 32;  // HMAC-SHA256
+// 2: links run TLS 1.3 (PSK or certificates); HELLO has no nonce and there
+// is no AUTH frame. Version 1 (plaintext, HMAC challenge-response) is refused.
+inline constexpr uint16_t kProtocolVersion = 2;
 inline constexpr size_t kFrameHeaderBytes = 5;
+// Strings are u16-length-prefixed: nothing longer can cross a link.
+inline constexpr size_t kMaxStringBytes = 65535;
 
 enum class FrameType : uint8_t {
-  kHello = 0x01,      // version, node id, incarnation, nonce, urls
-  kAuth = 0x02,       // HMAC over both nonces and both ids
+  kHello = 0x01,      // version, node id, incarnation, urls
+  // 0x02 was AUTH (version 1)
   kPing = 0x03,
   kPong = 0x04,
+  kRefuse = 0x05,     // reason: the sender will not use this link (handshake only)
   kInterest = 0x10,   // subject, queue, count (absolute; 0 removes)
   kSyncBegin = 0x11,  // a full interest snapshot follows
   kSyncEnd = 0x12,    // digest, entries: the snapshot is complete
@@ -43,8 +46,7 @@ enum class FrameType : uint8_t {
 struct Hello {
   uint16_t version = kProtocolVersion;
   std::string_view node_id;
-  uint64_t incarnation = 0;  // random per process start
-  std::string_view nonce;    // kNonceBytes
+  uint64_t incarnation = 0;  // random per process start; the znode names the live one
   std::string_view peer_url;
   std::string_view client_url;
 };
@@ -76,7 +78,7 @@ struct Msg {
 struct Frame {
   FrameType type = FrameType::kPing;
   Hello hello;
-  std::string_view mac;
+  std::string_view reason;  // REFUSE
   Interest interest;
   Digest digest;
   Leaving leaving;
@@ -107,11 +109,28 @@ class FrameReader {
 
 // --- encoders: each appends one whole frame to *out ---
 void EncodeHello(const Hello& hello, std::string* out);
-void EncodeAuth(std::string_view mac, std::string* out);
+void EncodeRefuse(std::string_view reason, std::string* out);
 void EncodeEmpty(FrameType type, std::string* out);  // PING, PONG, SYNC_BEGIN, RESYNC, RETIRE
 void EncodeInterest(const Interest& interest, std::string* out);
 void EncodeDigest(FrameType type, const Digest& digest, std::string* out);  // SYNC_END, DIGEST
 void EncodeLeaving(const Leaving& leaving, std::string* out);
+
+// --- validation: peer input is checked like client input (SPEC §3) ---
+
+// Would a message with this subject and reply cross a link intact? A literal
+// subject (tokens, no wildcard, no whitespace or control characters) and an
+// empty reply or one without whitespace or control characters, each short
+// enough for the wire. The sender forwards nothing else, so a client cannot
+// make a frame that the receiver refuses.
+bool IsForwardable(std::string_view subject, std::string_view reply);
+// A queue group name: non-empty, no whitespace or control characters, fits the wire.
+bool IsValidQueueName(std::string_view queue);
+// Can this interest (subject, queue; queue empty for plain) be announced so
+// that every receiver accepts it? The announcing side checks the same rule.
+bool IsAnnounceable(std::string_view subject, std::string_view queue);
+// Checks what a decoded frame carries beyond its framing: subjects, replies,
+// queue names, counts. False with the reason in *why: a protocol error.
+bool ValidateFrame(const Frame& frame, std::string* why);
 
 // A MSG frame without its payload bytes: the caller writes *header then the
 // payload, so the payload is copied once, straight into the link's buffer.

@@ -3,7 +3,12 @@
 namespace zmesh::proto {
 namespace {
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
+// Whitespace and control characters: nothing that could end or split a
+// protocol line, here or when the subject is copied into another node's MSG.
+bool IsSpaceOrControl(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return u <= 0x20 || u == 0x7f;
+}
 
 bool IsWildcardToken(std::string_view t) { return t == "*" || t == ">"; }
 
@@ -17,7 +22,7 @@ bool IsValidSubject(std::string_view subject) {
   while (it.Next(&token)) {
     if (token.empty() || saw_full_wildcard) return false;
     for (char c : token) {
-      if (IsSpace(c)) return false;
+      if (IsSpaceOrControl(c)) return false;
     }
     if (token == ">") saw_full_wildcard = true;
   }

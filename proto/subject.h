@@ -10,8 +10,9 @@ namespace zmesh::proto {
 
 inline constexpr char kTokenSeparator = '.';
 
-// A subscription subject: non-empty tokens, no whitespace inside a token,
-// '>' only as the last token. Mirrors nats-server's IsValidSubject.
+// A subscription subject: non-empty tokens, no whitespace or control
+// character inside a token, '>' only as the last token. Mirrors nats-server's
+// IsValidSubject, and refuses control characters as well.
 bool IsValidSubject(std::string_view subject);
 
 // A publish subject: a valid subject with no wildcard token.

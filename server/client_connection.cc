@@ -9,6 +9,7 @@
 #include "auth/authenticator.h"
 #include "auth/users_file.h"
 #include "auth/permissions.h"
+#include "proto/peer_protocol.h"
 #include "proto/subject.h"
 #include "server/interest_observer.h"
 #include "server/io_worker.h"
@@ -312,6 +313,12 @@ void ClientConnection::HandleSub(const proto::Op& op) {
   }
   if (subs_.contains(op.sid)) {  // nats-server ignores a repeated sid
     if (verbose_) SendOk();
+    return;
+  }
+  // What cannot be announced to peers intact is refused here, so that no
+  // subscription can make a peer frame its receiver refuses.
+  if (!proto::peer::IsAnnounceable(op.subject, op.queue)) {
+    SendErr("Invalid Subject");
     return;
   }
   auto* sub = new Subscription(this, std::string(op.subject), std::string(op.queue), std::string(op.sid),

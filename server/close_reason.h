@@ -30,6 +30,7 @@ enum class CloseReason : uint8_t {
   kPeerResync,
   kLameDuck,
   kTlsHandshakeError,
+  kPeerRefused,
 };
 
 constexpr std::string_view CloseReasonText(CloseReason r) {
@@ -55,6 +56,7 @@ constexpr std::string_view CloseReasonText(CloseReason r) {
     case CloseReason::kPeerResync: return "Peer Link Reset For Resync";
     case CloseReason::kLameDuck: return "Lame Duck Mode";
     case CloseReason::kTlsHandshakeError: return "TLS Handshake Failure";
+    case CloseReason::kPeerRefused: return "Peer Link Refused";
   }
   return "Unknown";
 }

@@ -43,8 +43,9 @@ Connection::~Connection() {
 
 EventLoop* Connection::loop() const { return worker_->loop(); }
 
-void Connection::EnableTls(SSL_CTX* ctx, bool server_side, const std::string& expected_host) {
-  transport_ = std::make_unique<TlsTransport>(ctx, fd_, server_side, expected_host);
+void Connection::EnableTls(SSL_CTX* ctx, bool server_side, const std::string& expected_host, void* app_data,
+                           bool sniff_plaintext) {
+  transport_ = std::make_unique<TlsTransport>(ctx, fd_, server_side, expected_host, app_data, sniff_plaintext);
   out_.set_transport(transport_.get());
 }
 
@@ -76,11 +77,15 @@ bool Connection::ContinueHandshake() {
       ArmWriteEvent();
       return false;
     case Transport::Handshake::kFailed:
-      LOG(INFO) << "conn " << id_ << " " << remote_address_ << ": TLS handshake failed: " << transport_->last_error();
+      OnHandshakeFailed(*transport_);
       Close(CloseReason::kTlsHandshakeError, false);
       return false;
   }
   return false;
+}
+
+void Connection::OnHandshakeFailed(const Transport& transport) {
+  LOG(INFO) << "conn " << id_ << " " << remote_address_ << ": TLS handshake failed: " << transport.last_error();
 }
 
 void Connection::OnReadable(evutil_socket_t, short, void* arg) {

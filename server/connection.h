@@ -44,8 +44,10 @@ class Connection : public SubscriberEndpoint {
   OutboundBuffer& out() { return out_; }
 
   // Before Start(): speak TLS on this socket (accepting, or connecting and
-  // expecting the peer certificate to name `expected_host`).
-  void EnableTls(SSL_CTX* ctx, bool server_side, const std::string& expected_host);
+  // expecting the peer certificate to name `expected_host`); see TlsTransport
+  // for `app_data` and `sniff_plaintext`.
+  void EnableTls(SSL_CTX* ctx, bool server_side, const std::string& expected_host, void* app_data = nullptr,
+                 bool sniff_plaintext = false);
   bool tls() const { return !transport_->writes_from_any_thread(); }
 
   // Owner thread: registers the read event and calls OnStart().
@@ -104,6 +106,10 @@ class Connection : public SubscriberEndpoint {
   virtual void OnStart() {}
   virtual void OnInput(std::string_view data) = 0;
   virtual void OnClose(CloseReason reason) = 0;
+  // Owner thread: the TLS handshake failed; the connection closes next.
+  virtual void OnHandshakeFailed(const Transport& transport);
+
+  const Transport& transport() const { return *transport_; }
 
   // Owner thread, from OnStart: writes bytes straight to the socket, before
   // any TLS (nats-server sends INFO in clear and then expects the client's
@@ -120,6 +126,7 @@ class Connection : public SubscriberEndpoint {
     kPauseAuth = 1,        // a CONNECT is being verified
     kPauseActivation = 2,  // a peer link waits for the mesh to accept it
     kPauseBackpressure = 4,  // a consumer this client feeds is behind
+    kPauseOrder = 8,       // a peer link waits until the link it replaces has drained
   };
   void PauseReading(PauseReason reason);
   void ResumeReading(PauseReason reason);

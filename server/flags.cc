@@ -25,8 +25,12 @@ DEFINE_int32(zk_session_timeout_ms, 10000, "Requested ZooKeeper session timeout;
 DEFINE_string(zk_credentials_file, "",
               "File holding user:password for ZooKeeper digest ACLs; empty = znodes are created world-writable");
 DEFINE_string(cluster_secret_file, "",
-              "File holding the shared peer secret; peers refuse to form a mesh without one unless --insecure_peers");
-DEFINE_bool(insecure_peers, false, "Allow peer links without a cluster secret (tests and demos only)");
+              "File holding the shared peer secret (one per line, at least 16 characters; a second line is also "
+              "accepted, for rotation): peer links run TLS 1.3 keyed by it. A mesh needs it unless --peer_tls or "
+              "--insecure_peers. SIGHUP reloads it");
+DEFINE_bool(insecure_peers, false,
+            "Peer links in plain text without any authentication: anyone who reaches the peer port joins the mesh "
+            "(demos on loopback only)");
 DEFINE_int64(join_timeout_ms, 10000,
              "A starting node waits this long for every live peer's full interest before it registers and opens "
              "its client port; peers that did not answer are logged and dialled again in the background");
@@ -55,13 +59,23 @@ DEFINE_int64(lame_duck_duration_ms, 30000,
 DEFINE_string(users_file, "", "File of user:hash lines (made by `zmesh passwd`), with optional permissions; empty = no authentication. SIGHUP reloads it");
 DEFINE_string(tls_cert, "",
               "PEM certificate chain; when set, clients must use TLS (INFO tls_required, as nats-server: INFO in "
-              "clear, then the TLS handshake); also the node's certificate on peer links with --peer_tls");
+              "clear, then the TLS handshake); also the peer certificate with --peer_tls when --peer_tls_cert is empty");
 DEFINE_string(tls_key, "", "PEM private key for --tls_cert");
 DEFINE_string(tls_ca, "",
-              "PEM CA bundle: with --peer_tls, peer links are mutual TLS (each end verifies the other against it); "
-              "with --tls_verify_clients, clients must present a certificate it signed");
+              "PEM CA bundle for client certificates: with --tls_verify_clients, clients must present a certificate "
+              "it signed (never used for peers: see --peer_tls_ca)");
 DEFINE_bool(tls_verify_clients, false, "Require client certificates signed by --tls_ca on the client port");
-DEFINE_bool(peer_tls, false, "Use TLS on peer links from the first byte (needs --tls_cert/--tls_key; --tls_ca makes it mutual)");
+DEFINE_bool(peer_tls, false,
+            "Peer links use mutual TLS 1.3 with certificates instead of the cluster secret: each node's certificate "
+            "(--peer_tls_cert) must be signed by --peer_tls_ca and name its node id (DNS subjectAltName or CN)");
+DEFINE_string(peer_tls_cert, "", "PEM certificate chain of this node on peer links with --peer_tls; empty = --tls_cert");
+DEFINE_string(peer_tls_key, "", "PEM private key for --peer_tls_cert; empty = --tls_key");
+DEFINE_string(peer_tls_ca, "",
+              "PEM CA bundle that signs peer certificates (--peer_tls); keep it separate from --tls_ca, so that no "
+              "client certificate passes as a node");
+DEFINE_int64(testing_peer_relink_ms, 0,
+             "Tests only: the node with the smaller id replaces each of its peer links with a fresh one this often; "
+             "0 = never");
 DEFINE_string(server_name, "", "Name reported in INFO server_name; empty = the node id");
 
 namespace zmesh::server {
@@ -108,6 +122,10 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   o->tls_key = FLAGS_tls_key;
   o->tls_ca = FLAGS_tls_ca;
   o->peer_tls = FLAGS_peer_tls;
+  o->peer_tls_cert = FLAGS_peer_tls_cert.empty() ? FLAGS_tls_cert : FLAGS_peer_tls_cert;
+  o->peer_tls_key = FLAGS_peer_tls_key.empty() ? FLAGS_tls_key : FLAGS_peer_tls_key;
+  o->peer_tls_ca = FLAGS_peer_tls_ca;
+  o->testing_peer_relink_ms = std::max<int64_t>(FLAGS_testing_peer_relink_ms, 0);
   o->tls_verify_clients = FLAGS_tls_verify_clients;
   o->server_name = FLAGS_server_name;
 
@@ -123,12 +141,21 @@ bool OptionsFromFlags(Options* o, std::string* error) {
     *error = "--tls_cert and --tls_key go together";
     return false;
   }
-  if ((o->peer_tls || o->tls_verify_clients) && o->tls_cert.empty()) {
-    *error = "--peer_tls and --tls_verify_clients need --tls_cert and --tls_key";
+  if (o->tls_verify_clients && o->tls_cert.empty()) {
+    *error = "--tls_verify_clients needs --tls_cert and --tls_key";
     return false;
   }
-  if (!o->zk.empty() && o->cluster_secret_file.empty() && !o->insecure_peers) {
-    *error = "refusing to form a mesh without --cluster_secret_file (or --insecure_peers for tests)";
+  if (o->peer_tls && (o->peer_tls_cert.empty() || o->peer_tls_key.empty() || o->peer_tls_ca.empty())) {
+    *error = "--peer_tls needs a certificate and key (--peer_tls_cert/--peer_tls_key, or --tls_cert/--tls_key) and "
+             "--peer_tls_ca, the CA that signs peer certificates";
+    return false;
+  }
+  if (o->peer_tls && o->insecure_peers) {
+    *error = "--peer_tls and --insecure_peers contradict each other";
+    return false;
+  }
+  if (!o->zk.empty() && o->cluster_secret_file.empty() && !o->peer_tls && !o->insecure_peers) {
+    *error = "refusing to form a mesh without --cluster_secret_file (or --peer_tls; --insecure_peers for demos)";
     return false;
   }
   if (o->join_timeout_ms < 0 || o->join_grace_ms <= 0 || o->anti_entropy_interval_ms <= 0) {

@@ -62,7 +62,9 @@ struct Options {
   // TLS.
   std::string tls_cert, tls_key, tls_ca;
   bool tls_verify_clients = false;
-  bool peer_tls = false;
+  bool peer_tls = false;  // certificates on peer links instead of the cluster secret
+  std::string peer_tls_cert, peer_tls_key, peer_tls_ca;
+  int64_t testing_peer_relink_ms = 0;
 
   // Identity.
   std::string server_name;  // defaults to node_id

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "auth/permissions.h"
+#include "proto/peer_protocol.h"
 #include "server/client_connection.h"
 #include "server/io_worker.h"
 #include "server/mesh/peer_node.h"
@@ -199,9 +200,12 @@ bool Router::PublishFromClient(IoWorker* worker, ClientConnection* source, const
   MsgFrame frame(msg);
   PeerTargets peers;
   bool delivered = false;
+  // A subject or reply that peers would refuse (a non-pedantic client may
+  // publish one) stays on this node instead of resetting links.
+  const bool to_peers = proto::peer::IsForwardable(msg.subject, msg.reply);
 
   for (Subscription* sub : result->plain) {
-    if (!Eligible(sub, source)) continue;
+    if (!Eligible(sub, source) || (sub->remote() && !to_peers)) continue;
     if (sub->remote()) {
       peers.AddPlain(sub);
     } else {
@@ -210,7 +214,7 @@ bool Router::PublishFromClient(IoWorker* worker, ClientConnection* source, const
   }
   for (const MatchResult::Group& group : result->groups) {
     delivered |= PickGroupMember(
-        group, [source](Subscription* sub) { return Eligible(sub, source); },
+        group, [source, to_peers](Subscription* sub) { return Eligible(sub, source) && (to_peers || !sub->remote()); },
         [&](Subscription* sub) {
           if (!sub->remote()) return Deliver(worker, sub, frame, msg, source);
           peers.AddQueue(sub);

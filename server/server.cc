@@ -16,6 +16,8 @@
 #include <sstream>
 
 #include "auth/authenticator.h"
+#include "auth/peer_keys.h"
+#include "auth/peer_tls.h"
 #include "server/client_connection.h"
 #include "server/flags.h"
 #include "server/io_worker.h"
@@ -157,21 +159,45 @@ bool Server::StartMesh(std::string* error) {
   mesh::MeshOptions mo;
   mo.node_id = ctx_->node_id;
   mo.incarnation = RandomU64();
-  if (!options_.cluster_secret_file.empty() && !ReadTrimmedFile(options_.cluster_secret_file, &mo.secret, error)) {
-    return false;
+  if (options_.insecure_peers) {
+    LOG(WARNING) << "*** --insecure_peers: peer links are plain text without authentication. Anyone who can reach "
+                    "the peer port " << options_.peer_listen.ToString()
+                 << " can join this mesh, read every message and inject any. Demos on loopback only. ***";
+    if (!options_.cluster_secret_file.empty()) LOG(WARNING) << "--insecure_peers: --cluster_secret_file is not used";
+  } else if (options_.peer_tls) {
+    auto tls = auth::PeerTlsContexts::CreateCertificates(options_.peer_tls_cert, options_.peer_tls_key,
+                                                          options_.peer_tls_ca);
+    if (!tls.ok()) {
+      *error = std::string(tls.status().message());
+      return false;
+    }
+    peer_tls_ = std::move(*tls);
+    mo.certificate_mode = true;
+    if (!options_.tls_ca.empty() && options_.tls_ca == options_.peer_tls_ca) {
+      LOG(WARNING) << "--peer_tls_ca is also --tls_ca: every client certificate that CA signed for a node id "
+                      "could join the mesh; use a CA of its own for peers";
+    }
+  } else {
+    auto ring = auth::PeerKeyring::Load(options_.cluster_secret_file);
+    if (!ring.ok()) {
+      *error = std::string(ring.status().message());
+      return false;
+    }
+    peer_keys_ = std::make_unique<auth::PeerKeys>(std::move(*ring));
+    auto tls = auth::PeerTlsContexts::CreatePsk();
+    if (!tls.ok()) {
+      *error = std::string(tls.status().message());
+      return false;
+    }
+    peer_tls_ = std::move(*tls);
+    mo.peer_keys = peer_keys_.get();
   }
-  if (mo.secret.empty() && !options_.insecure_peers) {
-    *error = "the cluster secret in " + options_.cluster_secret_file + " is empty";
-    return false;
-  }
+  mo.peer_tls = peer_tls_.get();
+  mo.testing_relink_ms = options_.testing_peer_relink_ms;
   mo.client_url = "nats://" + AdvertisedHost(options_, options_.listen.host) + ":" +
                   std::to_string(client_listener_->bound().port);
   mo.version = kZmeshVersion;
   mo.peer_listen = options_.peer_listen;
-  if (options_.peer_tls) {
-    mo.peer_tls_server = ctx_->tls->peer_server();
-    mo.peer_tls_client = ctx_->tls->peer_client();
-  }
   mo.peer_host = AdvertisedHost(options_, options_.peer_listen.host);
   mo.ping_interval_ms = options_.ping_interval_ms;
   mo.max_pings_out = options_.max_pings_out;
@@ -293,7 +319,7 @@ void Server::InstallSignalHandlers() {
     event_add(ev, nullptr);
     signal_events_.push_back(ev);
   };
-  add(SIGHUP, [](evutil_socket_t, short, void* arg) { static_cast<Server*>(arg)->ReloadUsers(); });
+  add(SIGHUP, [](evutil_socket_t, short, void* arg) { static_cast<Server*>(arg)->Reload(); });
   // The first SIGTERM/SIGINT starts a graceful leave; a second one stops now.
   auto stop = [](evutil_socket_t sig, short, void* arg) {
     auto* server = static_cast<Server*>(arg);
@@ -309,10 +335,29 @@ void Server::InstallSignalHandlers() {
   add(SIGINT, stop);
 }
 
-void Server::ReloadUsers() {
+void Server::Reload() {
   if (const std::string changed = ReloadLogFlags(); !changed.empty()) {
     LOG(INFO) << "SIGHUP: log level now " << changed;
   }
+  ReloadUsers();
+  ReloadClusterSecret();
+}
+
+void Server::ReloadClusterSecret() {
+  if (!peer_keys_) return;
+  auto ring = auth::PeerKeyring::Load(options_.cluster_secret_file);
+  if (!ring.ok()) {
+    LOG(ERROR) << "SIGHUP: keeping the previous cluster secret: " << ring.status().message();
+    return;
+  }
+  const size_t secrets = (*ring)->size();
+  peer_keys_->Set(std::move(*ring));
+  LOG(INFO) << "SIGHUP: reloaded the cluster secret from " << options_.cluster_secret_file << " (" << secrets
+            << (secrets == 1 ? " secret" : " secrets: dialling with the first, accepting both")
+            << "); links already up keep their keys";
+}
+
+void Server::ReloadUsers() {
   if (!ctx_->authenticator) {
     LOG(INFO) << "SIGHUP: no --users_file, nothing to reload";
     return;

@@ -17,6 +17,11 @@
 #include "server/listener.h"
 #include "server/options.h"
 
+namespace zmesh::auth {
+class PeerKeys;
+class PeerTlsContexts;
+}  // namespace zmesh::auth
+
 namespace zmesh::server {
 
 struct ServerContext;
@@ -48,9 +53,9 @@ class Server {
   void EnterLameDuck();
   static constexpr int64_t kDrainBoundMs = 5000;
 
-  // Main thread: SIGHUP — re-read the log-level flags from --flagfile and
-  // the users file, keeping connections.
-  void ReloadUsers();
+  // Main thread: SIGHUP — re-read the log-level flags from --flagfile, the
+  // users file and the cluster secret file, keeping connections.
+  void Reload();
 
   const HostPort& client_address() const { return client_listener_->bound(); }
   ServerContext* context() const { return ctx_.get(); }
@@ -58,6 +63,9 @@ class Server {
 
  private:
   bool StartMesh(std::string* error);
+  void ReloadUsers();
+  // New peer links use the secrets now in the file; links up keep theirs.
+  void ReloadClusterSecret();
   // The node may serve clients: open the client port, write the ports file.
   void BecomeReady();
   void BroadcastInfo();
@@ -72,6 +80,8 @@ class Server {
   std::unique_ptr<ServerContext> ctx_;
   std::vector<std::unique_ptr<IoWorker>> workers_;
   std::unique_ptr<Listener> client_listener_;
+  std::unique_ptr<auth::PeerKeys> peer_keys_;             // PSK mode
+  std::unique_ptr<auth::PeerTlsContexts> peer_tls_;       // null: --insecure_peers
   std::unique_ptr<mesh::Mesh> mesh_;
   std::unique_ptr<monitor::HttpMonitor> monitor_;  // --http_listen; null when off
   std::vector<event*> signal_events_;

@@ -1,12 +1,14 @@
 #include "server/tls_transport.h"
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "auth/peer_tls.h"
 #include "auth/tls_context.h"
 
 namespace zmesh::server {
@@ -14,9 +16,11 @@ namespace {
 constexpr size_t kRecordBytes = 16 * 1024;  // a TLS record's plaintext limit
 }
 
-TlsTransport::TlsTransport(SSL_CTX* ctx, int fd, bool server_side, const std::string& expected_host)
-    : ssl_(SSL_new(ctx)) {
+TlsTransport::TlsTransport(SSL_CTX* ctx, int fd, bool server_side, const std::string& expected_host, void* app_data,
+                           bool sniff_plaintext)
+    : ssl_(SSL_new(ctx)), fd_(fd), sniffing_(sniff_plaintext) {
   SSL_set_fd(ssl_, fd);
+  if (app_data != nullptr) SSL_set_app_data(ssl_, app_data);
   if (server_side) {
     SSL_set_accept_state(ssl_);
     return;
@@ -35,8 +39,26 @@ TlsTransport::TlsTransport(SSL_CTX* ctx, int fd, bool server_side, const std::st
 
 TlsTransport::~TlsTransport() { SSL_free(ssl_); }
 
+bool TlsTransport::SniffPlaintext() {
+  unsigned char head[8];
+  const ssize_t n = ::recv(fd_, head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
+  if (n <= 0) return false;  // nothing yet, or the end: OpenSSL will tell
+  sniffing_ = false;
+  // Every TLS record the other side may send first is a handshake (22) or an
+  // alert (21); anything else is another protocol.
+  if (head[0] == 22 || head[0] == 21) return false;
+  plaintext_prefix_.assign(reinterpret_cast<const char*>(head), static_cast<size_t>(n));
+  error_ = "the other side does not speak TLS";
+  return true;
+}
+
+bool TlsTransport::PeerCertificateNames(std::string_view node_id) const {
+  return SSL_get_verify_result(ssl_) == X509_V_OK && auth::CertificateNamesNode(SSL_get0_peer_certificate(ssl_), node_id);
+}
+
 Transport::Handshake TlsTransport::DoHandshake() {
   if (done_.load(std::memory_order_relaxed)) return Handshake::kDone;
+  if (sniffing_ && SniffPlaintext()) return Handshake::kFailed;
   ERR_clear_error();
   const int r = SSL_do_handshake(ssl_);
   if (r == 1) {

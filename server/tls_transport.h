@@ -21,8 +21,12 @@ class TlsTransport final : public Transport {
  public:
   // A session from `ctx` on `fd`, accepting (server side) or connecting.
   // When connecting with a non-empty `expected_host`, the peer certificate
-  // must name it (an IP address or a DNS name).
-  TlsTransport(SSL_CTX* ctx, int fd, bool server_side, const std::string& expected_host);
+  // must name it (an IP address or a DNS name). `app_data` is the SSL's app
+  // data, for the context's callbacks (peer links: their keyring). With
+  // `sniff_plaintext`, bytes from the other side that cannot start a TLS
+  // record fail the handshake at once and are kept for plaintext_prefix().
+  TlsTransport(SSL_CTX* ctx, int fd, bool server_side, const std::string& expected_host, void* app_data = nullptr,
+               bool sniff_plaintext = false);
   ~TlsTransport() override;
 
   ssize_t Read(char* buf, size_t n, int* err) override;
@@ -32,9 +36,17 @@ class TlsTransport final : public Transport {
   Handshake DoHandshake() override;
   bool handshake_done() const override { return done_.load(std::memory_order_acquire); }
   const char* last_error() const override { return error_.c_str(); }
+  std::string_view plaintext_prefix() const override { return plaintext_prefix_; }
+  bool PeerCertificateNames(std::string_view node_id) const override;
 
  private:
+  // True when the first bytes waiting on the socket cannot be TLS.
+  bool SniffPlaintext();
+
   SSL* ssl_;
+  const int fd_;
+  bool sniffing_;
+  std::string plaintext_prefix_;
   std::atomic<bool> done_{false};  // read by flushing threads
   size_t retry_len_ = 0;  // length of a write OpenSSL asked us to repeat
   std::string error_;

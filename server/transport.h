@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <string_view>
 
 namespace zmesh::server {
 
@@ -37,6 +38,12 @@ class Transport {
   virtual bool handshake_done() const { return true; }
   // Why the handshake failed, for the log.
   virtual const char* last_error() const { return ""; }
+  // When the handshake failed because the other side does not speak TLS at
+  // all: its first bytes (up to 8), so that the protocol can say what it was.
+  virtual std::string_view plaintext_prefix() const { return {}; }
+  // After the handshake: does the other side's verified certificate name
+  // `node_id` (auth::CertificateNamesNode)? False without one.
+  virtual bool PeerCertificateNames(std::string_view /*node_id*/) const { return false; }
 };
 
 class PlainTransport final : public Transport {

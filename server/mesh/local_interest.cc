@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <glog/logging.h>
+
 #include "proto/peer_protocol.h"
 #include "server/mesh/peer_link.h"
 #include "server/subscription.h"
@@ -19,6 +21,12 @@ void LocalInterest::OnLocalUnsubscribe(const Subscription& sub) { Change(sub, -1
 
 void LocalInterest::Change(const Subscription& sub, int delta) {
   const bool queue = sub.is_queue();
+  // Peers refuse what fails this (and reset the link); the client port
+  // already refuses such subscriptions, so this only guards the invariant.
+  if (!peer::IsAnnounceable(sub.subject(), sub.queue())) {
+    LOG_EVERY_N(WARNING, 100) << "not announcing interest in an invalid subject or queue name to peers";
+    return;
+  }
   Key key(sub.subject(), sub.queue());
   std::lock_guard<std::mutex> lock(mu_);
   auto it = counts_.find(key);

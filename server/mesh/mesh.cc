@@ -12,6 +12,8 @@
 #include <random>
 
 #include "proto/peer_protocol.h"
+#include "auth/peer_keys.h"
+#include "auth/peer_tls.h"
 #include "server/io_worker.h"
 #include "server/mesh/peer_link.h"
 #include "server/mesh/peer_node.h"
@@ -192,8 +194,8 @@ void Mesh::UpdateConnectUrls() {
   if (ctx_->broadcast_info) ctx_->broadcast_info();
 }
 
-void Mesh::Dial(const std::string& node_id, Peer& peer) {
-  if (peer.dialing || peer.active || peer.info.peer_url.empty()) return;
+void Mesh::Dial(const std::string& node_id, Peer& peer, bool again) {
+  if (peer.dialing || (peer.active && !again) || peer.info.peer_url.empty()) return;
   sockaddr_storage addr{};
   socklen_t len = 0;
   std::string error;
@@ -209,6 +211,11 @@ void Mesh::Dial(const std::string& node_id, Peer& peer) {
   // Outgoing links leave from the peer listen address when it is a specific
   // one (multi-homed hosts, firewall rules, partition tests).
   if (!IsWildcardHost(options_.peer_listen.host)) {
+    // The port is chosen at connect() time, per destination: a bind() alone
+    // would reserve an ephemeral port for good, and a large mesh on one
+    // address would run out of them.
+    const int one = 1;
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     sockaddr_storage src{};
     socklen_t src_len = 0;
     if (Resolve(options_.peer_listen.host + ":0", &src, &src_len, &error) &&
@@ -271,19 +278,31 @@ void Mesh::DialFinished(const std::string& node_id, int fd, const std::string& e
   }
   // Still dialling until the handshake ends one way or the other; the next
   // tick must not dial again meanwhile.
-  IoWorker* worker = NextWorker();
-  const uint64_t id = ctx_->next_client_id.fetch_add(1, std::memory_order_relaxed);
   const uint64_t dial_id = p.dial_id = next_dial_id_++;
-  std::string remote = p.info.peer_url;
-  HostPort peer_address;
-  ParseHostPort(remote, &peer_address);
-  worker->loop()->QueueInLoop([this, worker, fd, id, remote, node_id, peer_address, dial_id] {
-    auto* link = new PeerLink(this, worker, fd, id, remote, PeerLink::Direction::kOutbound, node_id, dial_id);
-    // The peer's certificate must name the address we dialled.
-    if (options_.peer_tls_client != nullptr) link->EnableTls(options_.peer_tls_client, false, peer_address.host);
+  StartLink(NextWorker(), fd, ctx_->next_client_id.fetch_add(1, std::memory_order_relaxed), p.info.peer_url,
+            /*outbound=*/true, node_id, p.member ? p.info.incarnation : 0, dial_id);
+}
+
+void Mesh::StartLink(IoWorker* worker, int fd, uint64_t id, std::string remote, bool outbound, std::string node_id,
+                     uint64_t incarnation, uint64_t dial_id) {
+  // The keyring in force now; the link keeps it even if a reload replaces it.
+  std::shared_ptr<const auth::PeerKeyring> keys;
+  if (options_.peer_keys != nullptr) keys = options_.peer_keys->Get();
+  worker->loop()->QueueInLoop([this, worker, fd, id, remote = std::move(remote), outbound, node_id = std::move(node_id),
+                               incarnation, dial_id, keys = std::move(keys)]() mutable {
+    auto* link = new PeerLink(this, worker, fd, id, remote,
+                              outbound ? PeerLink::Direction::kOutbound : PeerLink::Direction::kInbound, node_id,
+                              incarnation, dial_id);
+    if (options_.peer_tls != nullptr) {
+      link->UseTls(outbound ? options_.peer_tls->client() : options_.peer_tls->server(), !outbound, std::move(keys));
+    }
     link->Start();
     link->Unref();
   });
+}
+
+void Mesh::RefuseLink(const RefPtr<PeerLink>& link, const std::string& reason) {
+  link->loop()->QueueInLoop([link, reason] { link->Refuse(reason); });
 }
 
 void Mesh::Accept(int fd, const PeerAddress& from) {
@@ -291,15 +310,8 @@ void Mesh::Accept(int fd, const PeerAddress& from) {
     ::close(fd);
     return;
   }
-  IoWorker* worker = NextWorker();
-  const uint64_t id = ctx_->next_client_id.fetch_add(1, std::memory_order_relaxed);
-  std::string remote = from.ip + ":" + std::to_string(from.port);
-  worker->loop()->QueueInLoop([this, worker, fd, id, remote] {
-    auto* link = new PeerLink(this, worker, fd, id, remote, PeerLink::Direction::kInbound, "");
-    if (options_.peer_tls_server != nullptr) link->EnableTls(options_.peer_tls_server, true, "");
-    link->Start();
-    link->Unref();
-  });
+  StartLink(NextWorker(), fd, ctx_->next_client_id.fetch_add(1, std::memory_order_relaxed),
+            from.ip + ":" + std::to_string(from.port), /*outbound=*/false, "", 0, 0);
 }
 
 void Mesh::OnLinkAuthenticated(PeerLink* link) {
@@ -337,6 +349,18 @@ void Mesh::HandleAuthenticated(RefPtr<PeerLink> link) {
   const std::string& id = link->peer_node_id();
   Peer& p = peers_[id];
   if (link->dial_id() != 0 && link->dial_id() == p.dial_id) p.dialing = false;
+  // The znode owns the node id (SPEC §3). While the process it names is
+  // linked, another process with the same id is refused; it never displaces
+  // the live node's link.
+  const uint64_t owner = p.member ? p.info.incarnation : 0;
+  if (owner != 0 && link->peer_incarnation() != owner && p.active && p.node && p.node->incarnation() == owner) {
+    LOG(WARNING) << "mesh " << options_.node_id << ": refused link " << link->id() << " from " << link->remote_address()
+                 << ": it claims node id " << id << " as incarnation " << link->peer_incarnation()
+                 << ", but that id belongs to the live incarnation " << owner << " (its znode); two processes share --node_id";
+    RefuseLink(link, "node id " + id + " belongs to a live process (incarnation " + std::to_string(owner) +
+                         ") registered in ZooKeeper; another process is using the same --node_id");
+    return;
+  }
   if (p.node && p.node->incarnation() != link->peer_incarnation()) {
     // The node restarted: whatever link we had goes to its previous process.
     LOG(INFO) << "mesh " << options_.node_id << ": node " << id << " restarted (new incarnation); replacing its link";
@@ -422,6 +446,7 @@ void Mesh::MaybeFinishJoin(bool timed_out) {
   self.peer_url = options_.peer_url;
   self.version = options_.version;
   self.started_ms = ctx_->started_unix_ms;
+  self.incarnation = options_.incarnation;
   registry_->Register(self, [this](bool ok, const std::string& error) {
     if (!ok) {
       LOG(ERROR) << "mesh " << options_.node_id << ": cannot register in ZooKeeper: " << error << "; retrying";
@@ -449,6 +474,30 @@ void Mesh::Tick() {
       const bool wait_for_them = phase_ == Phase::kReady && options_.node_id > id &&
                                  now - p.first_seen_ms < options_.dial_grace_ms;
       if (!wait_for_them) Dial(id, p);
+    }
+    if (options_.testing_relink_ms > 0 && p.active && p.synced && !p.dialing && options_.node_id < id &&
+        phase_ == Phase::kReady) {
+      if (p.last_relink_ms == 0) p.last_relink_ms = now;
+      if (now - p.last_relink_ms >= options_.testing_relink_ms) {
+        p.last_relink_ms = now;
+        Dial(id, p, /*again=*/true);
+      }
+    }
+    // A link to a process that the node's znode does not name: a restarted
+    // node is given the join grace to take its znode over; anything else
+    // (a second process with the same id) is closed.
+    const bool foreign = p.active && p.node && p.member && p.info.incarnation != 0 &&
+                         p.node->incarnation() != p.info.incarnation;
+    if (!foreign) {
+      p.foreign_since_ms = 0;
+    } else if (p.foreign_since_ms == 0) {
+      p.foreign_since_ms = now;
+    } else if (now - p.foreign_since_ms >= options_.join_grace_ms) {
+      LOG(WARNING) << "mesh " << options_.node_id << ": node " << id << "'s znode names incarnation " << p.info.incarnation
+                   << ", but its link leads to incarnation " << p.node->incarnation() << " after " << options_.join_grace_ms
+                   << " ms; closing the link";
+      RefuseLink(p.active, "node id " + id + " belongs to incarnation " + std::to_string(p.info.incarnation) + " (its znode)");
+      p.foreign_since_ms = now;  // the close arrives through HandleClosed
     }
     if (p.active && !p.member) {
       if (now < p.leaving_until_ms) {

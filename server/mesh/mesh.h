@@ -42,7 +42,10 @@ struct ServerContext;
 class IoWorker;
 }  // namespace zmesh::server
 
-typedef struct ssl_ctx_st SSL_CTX;
+namespace zmesh::auth {
+class PeerKeys;
+class PeerTlsContexts;
+}  // namespace zmesh::auth
 
 namespace zmesh::server::mesh {
 
@@ -52,14 +55,18 @@ class PeerNode;
 struct MeshOptions {
   std::string node_id;
   uint64_t incarnation = 0;
-  std::string secret;      // cluster secret; empty only with insecure peers
   std::string client_url;  // nats://advertise:port, published in the znode
   std::string peer_host;   // advertised host of the peer port
   std::string peer_url;    // peer_host:bound port, set by Start; published in the znode
   std::string version;
   HostPort peer_listen;    // also the source address of outgoing links when specific
-  SSL_CTX* peer_tls_server = nullptr;  // --peer_tls: accepting side (owned by ServerContext::tls)
-  SSL_CTX* peer_tls_client = nullptr;  // --peer_tls: dialling side
+  // TLS on every link (owned by the server); null only with --insecure_peers.
+  auth::PeerTlsContexts* peer_tls = nullptr;
+  auth::PeerKeys* peer_keys = nullptr;  // PSK mode: the cluster secret's keys
+  bool certificate_mode = false;        // --peer_tls: certificates must name the node id
+  // Tests only: the node with the smaller id replaces each of its links with
+  // a fresh one this often (0 = never), to exercise link replacement.
+  int64_t testing_relink_ms = 0;
   int64_t ping_interval_ms = 120000;
   int max_pings_out = 2;
   int64_t write_deadline_ms = 10000;
@@ -134,6 +141,8 @@ class Mesh {
     int64_t first_seen_ms = 0;          // when we learnt we should link to it
     int64_t unregistered_since_ms = 0;  // linked but without a znode since
     int64_t leaving_until_ms = 0;       // it announced a graceful leave: keep the link until then
+    int64_t foreign_since_ms = 0;       // linked to a process its znode does not name, since
+    int64_t last_relink_ms = 0;         // testing_relink_ms
     RefPtr<PeerNode> node;
     RefPtr<PeerLink> active;
     std::vector<RefPtr<PeerLink>> retiring;
@@ -150,7 +159,13 @@ class Mesh {
   void HandleMembers(const std::vector<zk::NodeInfo>& members);
   void HandleSession(zk::SessionState state);
   void Accept(int fd, const PeerAddress& from);
-  void Dial(const std::string& node_id, Peer& peer);
+  // `again`: dial although a link is active (the new link replaces it).
+  void Dial(const std::string& node_id, Peer& peer, bool again = false);
+  // Posts a REFUSE with `reason` to a link we will not use.
+  void RefuseLink(const RefPtr<PeerLink>& link, const std::string& reason);
+  // Creates the link for an accepted or dialled socket, on `worker`'s thread.
+  void StartLink(IoWorker* worker, int fd, uint64_t id, std::string remote, bool outbound, std::string node_id,
+                 uint64_t incarnation, uint64_t dial_id);
   void DialFinished(const std::string& node_id, int fd, const std::string& error);
   void Tick();
   void MaybeFinishJoin(bool timed_out);

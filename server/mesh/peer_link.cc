@@ -2,11 +2,11 @@
 
 #include <glog/logging.h>
 
+#include "auth/peer_keys.h"
 #include "server/event_loop.h"
 #include "server/io_worker.h"
 #include "server/mesh/local_interest.h"
 #include "server/mesh/mesh.h"
-#include "server/mesh/peer_auth.h"
 #include "server/mesh/peer_node.h"
 #include "server/server_context.h"
 
@@ -14,20 +14,37 @@ namespace zmesh::server::mesh {
 
 namespace peer = proto::peer;
 
+namespace {
+
+// The first bytes of a version-1 peer: a HELLO frame header (u32 length,
+// type 0x01) followed by u16 version 1, sent in clear.
+bool LooksLikeVersion1Hello(std::string_view head) {
+  return head.size() >= 7 && head[2] == 0 && head[3] == 0 && head[4] == 0x01 && head[5] == 0x01 && head[6] == 0;
+}
+
+}  // namespace
+
 PeerLink::PeerLink(Mesh* mesh, IoWorker* worker, int fd, uint64_t id, std::string remote_address, Direction direction,
-                   std::string expected_node_id, uint64_t dial_id)
+                   std::string expected_node_id, uint64_t expected_incarnation, uint64_t dial_id)
     : Connection(Kind::kPeerLink, worker, fd, id, std::move(remote_address), mesh->options().peer_max_pending_bytes),
       mesh_(mesh),
       direction_(direction),
       expected_node_id_(std::move(expected_node_id)),
+      expected_incarnation_(expected_incarnation),
       dial_id_(dial_id),
-      nonce_(NewNonce()),
       reader_(mesh->options().max_frame_bytes) {
   write_deadline_ms_ = mesh->options().write_deadline_ms;
   handshake_timeout_ms_ = mesh->options().handshake_timeout_ms;
 }
 
 PeerLink::~PeerLink() = default;
+
+void PeerLink::UseTls(SSL_CTX* ctx, bool server_side, std::shared_ptr<const auth::PeerKeyring> keys) {
+  tls_keys_ = std::move(keys);
+  // No host name check: a peer is identified by its node id (HELLO, and the
+  // certificate in certificate mode), not by the address it was reached at.
+  EnableTls(ctx, server_side, "", const_cast<auth::PeerKeyring*>(tls_keys_.get()), /*sniff_plaintext=*/true);
+}
 
 void PeerLink::SendFrame(std::string_view frame) { Enqueue(&frame, 1, 0, false, CloseReason::kPeerResync); }
 
@@ -39,19 +56,20 @@ void PeerLink::OnStart() {
   peer::Hello hello;
   hello.node_id = o.node_id;
   hello.incarnation = o.incarnation;
-  hello.nonce = nonce_;
   hello.peer_url = o.peer_url;
   hello.client_url = o.client_url;
   std::string frame;
   peer::EncodeHello(hello, &frame);
-  SendOwn(frame);
+  SendOwn(frame);  // with TLS, written once the handshake is done
 }
 
 void PeerLink::OnInput(std::string_view data) { Process(data); }
 
 void PeerLink::Process(std::string_view in) {
   while (!in.empty() && !closing()) {
-    if (state_ == State::kAuthenticated) {  // the mesh has not decided yet: keep it for later
+    // The mesh has not decided yet, or the link we replace still delivers:
+    // keep it for later.
+    if (state_ == State::kAuthenticated || held_) {
       stashed_input_.append(in.data(), in.size());
       return;
     }
@@ -62,14 +80,37 @@ void PeerLink::Process(std::string_view in) {
       ProtocolError(reader_.error());
       return;
     }
+    std::string why;
+    if (!peer::ValidateFrame(frame, &why)) {
+      ProtocolError(why);
+      return;
+    }
     HandleFrame(frame);
   }
 }
 
 void PeerLink::ProtocolError(const std::string& what) {
-  LOG(WARNING) << "peer link " << id() << " " << remote_address()
-               << (peer_node_id_.empty() ? "" : " node=" + peer_node_id_) << ": protocol error: " << what;
+  LOG(WARNING) << Describe() << ": protocol error: " << what << "; resetting the link";
   Close(CloseReason::kProtocolViolation, /*flush=*/false);
+}
+
+void PeerLink::OnHandshakeFailed(const Transport& transport) {
+  const std::string_view head = transport.plaintext_prefix();
+  std::string why;
+  if (LooksLikeVersion1Hello(head)) {
+    why = "the peer speaks zmesh peer protocol version 1 (plaintext, HMAC challenge-response), which this node "
+          "refuses: it speaks version " + std::to_string(peer::kProtocolVersion) +
+          " (TLS 1.3); upgrade that node";
+  } else if (!head.empty()) {
+    why = "the other side does not speak TLS (not a zmesh " + std::to_string(peer::kProtocolVersion) +
+          " peer, or one started with --insecure_peers)";
+  } else {
+    why = std::string(transport.last_error()) +
+          (mesh_->options().certificate_mode ? " (a certificate the peer CA did not sign, or none)"
+                                             : " (a different or missing cluster secret)");
+  }
+  LOG(WARNING) << "node " << mesh_->options().node_id << ": peer link " << id() << " " << remote_address()
+               << ": TLS handshake failed: " << why;
 }
 
 void PeerLink::HandleFrame(const peer::Frame& f) {
@@ -84,11 +125,20 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       pings_out_ = 0;
       rtt_ms_.store(MonotonicMs() - ping_sent_ms_, std::memory_order_relaxed);
       return;
+    case peer::FrameType::kRefuse:
+      LOG(WARNING) << Describe() << ": the peer refused this link: " << f.reason;
+      Close(CloseReason::kPeerRefused, false);
+      return;
     default:
       break;
   }
   if (state_ == State::kHandshake) {
-    HandleHandshake(f);
+    if (f.type == peer::FrameType::kHello && !got_hello_) {
+      HandleHello(f.hello);
+    } else {
+      LOG(WARNING) << Describe() << ": frame type " << static_cast<int>(f.type) << " before HELLO; refused";
+      Close(CloseReason::kAuthenticationViolation, false);
+    }
     return;
   }
   switch (f.type) {
@@ -133,6 +183,7 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       HandleMsg(f.msg);
       return;
     case peer::FrameType::kRetire:
+      ReleaseSuccessor();
       if (state_ == State::kRetiring) {
         Close(CloseReason::kDuplicatePeer, /*flush=*/true);
       } else {
@@ -143,59 +194,57 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       mesh_->OnPeerLeaving(this, f.leaving.drain_ms);
       return;
     case peer::FrameType::kHello:
-    case peer::FrameType::kAuth:
     case peer::FrameType::kPing:
     case peer::FrameType::kPong:
-      ProtocolError("handshake frame after the handshake");
+    case peer::FrameType::kRefuse:
+      ProtocolError("HELLO after the handshake");
       return;
   }
 }
 
-void PeerLink::HandleHandshake(const peer::Frame& f) {
+void PeerLink::HandleHello(const peer::Hello& hello) {
   const MeshOptions& o = mesh_->options();
-  if (f.type == peer::FrameType::kHello && !got_hello_) {
-    if (f.hello.version != peer::kProtocolVersion) {
-      ProtocolError("peer protocol version " + std::to_string(f.hello.version) + ", we speak " +
-                    std::to_string(peer::kProtocolVersion));
-      return;
-    }
-    peer_node_id_ = std::string(f.hello.node_id);
-    if (peer_node_id_ == o.node_id) {
-      LOG(WARNING) << "peer link " << id() << " " << remote_address() << " leads to this node itself; closing";
-      Close(CloseReason::kDuplicatePeer, false);
-      return;
-    }
-    if (!expected_node_id_.empty() && peer_node_id_ != expected_node_id_) {
-      LOG(WARNING) << "peer link " << id() << " dialled " << expected_node_id_ << " at " << remote_address()
-                   << " but reached " << peer_node_id_ << "; closing";
-      Close(CloseReason::kDuplicatePeer, false);
-      return;
-    }
-    peer_incarnation_ = f.hello.incarnation;
-    peer_nonce_ = std::string(f.hello.nonce);
-    peer_client_url_ = std::string(f.hello.client_url);
-    peer_peer_url_ = std::string(f.hello.peer_url);
-    got_hello_ = true;
-    std::string auth;
-    peer::EncodeAuth(PeerProof(o.secret, o.node_id, nonce_, peer_node_id_, peer_nonce_), &auth);
-    SendOwn(auth);
+  if (hello.version != peer::kProtocolVersion) {
+    LOG(WARNING) << Describe() << ": the peer speaks zmesh peer protocol version " << hello.version
+                 << ", this node speaks version " << peer::kProtocolVersion << "; refused (upgrade the older node)";
+    Close(CloseReason::kProtocolViolation, false);
     return;
   }
-  if (f.type == peer::FrameType::kAuth && got_hello_) {
-    if (!VerifyPeerProof(o.secret, f.mac, peer_node_id_, peer_nonce_, o.node_id, nonce_)) {
-      LOG(WARNING) << "peer " << remote_address() << " claiming to be node " << peer_node_id_
-                   << " failed authentication (wrong or missing cluster secret); refused";
-      Close(CloseReason::kAuthenticationViolation, false);
-      return;
-    }
-    state_ = State::kAuthenticated;
-    PauseReading(kPauseActivation);
-    mesh_->OnLinkAuthenticated(this);
+  const std::string node_id(hello.node_id);
+  if (node_id == o.node_id) {
+    LOG(WARNING) << Describe() << " leads to this node id itself (incarnation " << hello.incarnation
+                 << (hello.incarnation == o.incarnation ? ", this very process" : ", another process") << "); closing";
+    Close(CloseReason::kDuplicatePeer, false);
     return;
   }
-  LOG(WARNING) << "peer link " << id() << " " << remote_address() << ": unexpected frame "
-               << static_cast<int>(f.type) << " during the handshake; refused";
-  Close(CloseReason::kAuthenticationViolation, false);
+  if (!expected_node_id_.empty() && node_id != expected_node_id_) {
+    LOG(WARNING) << Describe() << ": dialled node " << expected_node_id_ << " but reached node " << node_id
+                 << "; closing";
+    Close(CloseReason::kDuplicatePeer, false);
+    return;
+  }
+  // The znode names the process that owns the node id; a dial reaches that
+  // process or nobody.
+  if (expected_incarnation_ != 0 && hello.incarnation != expected_incarnation_) {
+    LOG(WARNING) << Describe() << ": dialled node " << node_id << " incarnation " << expected_incarnation_
+                 << " (its znode) but reached incarnation " << hello.incarnation << "; closing";
+    Close(CloseReason::kPeerRefused, false);
+    return;
+  }
+  if (o.certificate_mode && !transport().PeerCertificateNames(node_id)) {
+    LOG(WARNING) << Describe() << ": the peer certificate does not name node " << node_id
+                 << " (subjectAltName DNS or common name); refused";
+    Close(CloseReason::kAuthenticationViolation, false);
+    return;
+  }
+  peer_node_id_ = node_id;
+  peer_incarnation_ = hello.incarnation;
+  peer_client_url_ = std::string(hello.client_url);
+  peer_peer_url_ = std::string(hello.peer_url);
+  got_hello_ = true;
+  state_ = State::kAuthenticated;
+  PauseReading(kPauseActivation);
+  mesh_->OnLinkAuthenticated(this);
 }
 
 void PeerLink::HandleMsg(const peer::Msg& msg) {
@@ -213,8 +262,43 @@ void PeerLink::Activate(RefPtr<PeerNode> node) {
   state_ = State::kActive;
   RefPtr<PeerLink> old = node_->SwapLink(this);
   mesh_->interest()->Attach(this, old.get());
-  if (old) old->loop()->QueueInLoop([old] { old->Retire(); });
+  if (old) {
+    // Messages the peer sent on the old link before switching must be
+    // delivered before anything it sends on this one.
+    if (old->HoldSuccessor(this)) {
+      held_ = true;
+      PauseReading(kPauseOrder);
+    }
+    old->loop()->QueueInLoop([old] { old->Retire(); });
+  }
   ResumeReading(kPauseActivation);
+  std::string stash;
+  stash.swap(stashed_input_);
+  Process(stash);
+}
+
+bool PeerLink::HoldSuccessor(PeerLink* next) {
+  std::lock_guard<std::mutex> lock(successor_mu_);
+  if (predecessor_done_) return false;
+  successor_ = RefPtr<PeerLink>(next);
+  return true;
+}
+
+void PeerLink::ReleaseSuccessor() {
+  RefPtr<PeerLink> next;
+  {
+    std::lock_guard<std::mutex> lock(successor_mu_);
+    predecessor_done_ = true;
+    next = std::move(successor_);
+    successor_ = RefPtr<PeerLink>();
+  }
+  if (next) next->loop()->QueueInLoop([next] { next->EndHold(); });
+}
+
+void PeerLink::EndHold() {
+  if (!held_ || closing()) return;
+  held_ = false;
+  ResumeReading(kPauseOrder);
   std::string stash;
   stash.swap(stashed_input_);
   Process(stash);
@@ -234,14 +318,21 @@ void PeerLink::Retire() {
   if (peer_retired_) Close(CloseReason::kDuplicatePeer, /*flush=*/true);
 }
 
+void PeerLink::Refuse(const std::string& reason) {
+  if (closing()) return;
+  std::string frame;
+  peer::EncodeRefuse(reason, &frame);
+  SendOwn(frame);
+  Close(CloseReason::kPeerRefused, /*flush=*/true);
+}
+
 void PeerLink::OnTick(int64_t now) {
   Connection::OnTick(now);
   if (closing()) return;
   const MeshOptions& o = mesh_->options();
   if ((state_ == State::kHandshake || state_ == State::kAuthenticated) &&
       now - created_ms() >= o.handshake_timeout_ms) {
-    LOG(WARNING) << "peer link " << id() << " " << remote_address() << ": no complete handshake within "
-                 << o.handshake_timeout_ms << " ms";
+    LOG(WARNING) << Describe() << ": no complete handshake within " << o.handshake_timeout_ms << " ms";
     Close(CloseReason::kAuthenticationTimeout, false);
     return;
   }
@@ -253,9 +344,11 @@ void PeerLink::OnTick(int64_t now) {
   // we were busy writing to it is still noticed (SPEC §4). A live peer's
   // bytes (its own pings, our pongs, anything) arrive at least once per
   // interval, so silence for ping_interval × max_pings_out means it is gone:
-  // detected within that bound at both ends, checked on every tick.
+  // detected within that bound at both ends, checked on every tick. While we
+  // hold reading for the predecessor the silence is ours, bounded by its
+  // retirement.
   const int64_t silence = now - last_read_ms();
-  if (silence >= o.ping_interval_ms * o.max_pings_out) {
+  if (!held_ && silence >= o.ping_interval_ms * o.max_pings_out) {
     LOG(WARNING) << Describe() << ": nothing received for " << silence << " ms (" << pings_out_
                  << " pings unanswered); stale";
     Close(CloseReason::kStaleConnection, false);
@@ -271,12 +364,15 @@ void PeerLink::OnTick(int64_t now) {
 }
 
 std::string PeerLink::Describe() const {
-  std::string who = peer_node_id_.empty() ? std::string("an unidentified peer") : "node " + peer_node_id_;
+  std::string who = peer_node_id_.empty() ? (expected_node_id_.empty() ? std::string("an unidentified peer")
+                                                                        : "node " + expected_node_id_)
+                                          : "node " + peer_node_id_;
   return "node " + mesh_->options().node_id + ": peer link " + std::to_string(id()) +
          (direction_ == Direction::kOutbound ? " to " : " from ") + who + " (" + remote_address() + ")";
 }
 
 void PeerLink::OnClose(CloseReason reason) {
+  ReleaseSuccessor();  // nothing more will be delivered from here
   const bool was_active = node_ && node_->DropLinkIf(this);
   LOG(INFO) << Describe() << " down: " << CloseReasonText(reason)
             << (was_active ? "; the node's interest is withdrawn until it reconnects" : "");

@@ -1,28 +1,38 @@
 #pragma once
 
-// One TCP link to another mesh node, speaking the peer protocol
-// (docs/peer-protocol.md): HELLO and challenge-response AUTH, then interest
-// frames and forwarded messages, PING/PONG on a fixed interval, RETIRE when
-// a duplicate link is phased out.
+// One link to another mesh node, speaking the peer protocol
+// (docs/peer-protocol.md): TLS 1.3 first (keyed by the cluster secret, or
+// with peer certificates; only --insecure_peers goes without), then HELLO
+// both ways, then interest frames and forwarded messages, PING/PONG on a
+// fixed interval, RETIRE when a duplicate link is phased out. Every frame is
+// validated like client input before it is acted on.
 //
 // Life cycle: kHandshake -> kAuthenticated (reading paused; the mesh decides
 // whether this link becomes the node's link) -> kActive, or closed as a
-// duplicate; an active link that a better one replaces goes kRetiring: it
-// sends RETIRE after its last frame and keeps reading until the peer's
-// RETIRE, so nothing in flight is lost.
+// duplicate or refused; an active link that a better one replaces goes
+// kRetiring: it sends RETIRE after its last frame and keeps reading until the
+// peer's RETIRE, so nothing in flight is lost. The link that replaces it
+// reads nothing until that RETIRE has been processed (or the old link
+// closed), so one publisher's messages are delivered in order across the
+// switch although the two links are read by different threads.
 //
 // Threading: a Connection, owned by its worker thread. The mesh (main
 // thread) reaches it only by posting to that worker (Activate, Retire,
-// Reject); SendFrame and Enqueue are safe from any thread.
+// Refuse); SendFrame and Enqueue are safe from any thread.
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
 #include "proto/peer_protocol.h"
 #include "server/connection.h"
+
+namespace zmesh::auth {
+class PeerKeyring;
+}
 
 namespace zmesh::server::mesh {
 
@@ -34,17 +44,22 @@ class PeerLink : public Connection {
   enum class Direction : uint8_t { kInbound, kOutbound };
   enum class State : uint8_t { kHandshake, kAuthenticated, kActive, kRetiring };
 
-  // `expected_node_id`: for a link we dialled, the node we meant to reach.
+  // `expected_node_id`, `expected_incarnation`: for a link we dialled, the
+  // node (and the process, from its znode; 0 = unknown) we meant to reach.
   // `dial_id`: which dial of the mesh created it (0 for accepted links).
   PeerLink(Mesh* mesh, IoWorker* worker, int fd, uint64_t id, std::string remote_address, Direction direction,
-           std::string expected_node_id, uint64_t dial_id = 0);
+           std::string expected_node_id, uint64_t expected_incarnation = 0, uint64_t dial_id = 0);
+
+  // Before Start(): speak TLS from the first byte. In PSK mode `keys` is the
+  // keyring this link offers or accepts; the link holds it while it lives.
+  void UseTls(SSL_CTX* ctx, bool server_side, std::shared_ptr<const auth::PeerKeyring> keys);
 
   Direction direction() const { return direction_; }
   uint64_t dial_id() const { return dial_id_; }
   // The node this link belongs to: the one in its HELLO, or before that the
   // one we dialled (empty for an accepted link before HELLO).
   const std::string& node_key() const { return peer_node_id_.empty() ? expected_node_id_ : peer_node_id_; }
-  // "peer link 7 to node n2 (127.0.0.1:6222)", for logs.
+  // "node n1: peer link 7 to node n2 (127.0.0.1:6222)", for logs.
   std::string Describe() const;
   // Set once the peer's HELLO arrived; stable afterwards (read by the mesh
   // after the authenticated notification).
@@ -59,11 +74,14 @@ class PeerLink : public Connection {
 
   // --- owner thread, posted by the mesh ---
   // Becomes `node`'s link: takes over from its previous link (which retires),
-  // sends our interest snapshot, resumes reading.
+  // sends our interest snapshot, resumes reading once the previous link has
+  // delivered everything the peer sent on it.
   void Activate(RefPtr<PeerNode> node);
   // Stops being used for new frames: RETIRE, then close once the peer's RETIRE
   // arrives (or after a bound).
   void Retire();
+  // Tells the peer why this link will not be used (REFUSE), then closes.
+  void Refuse(const std::string& reason);
 
   State state() const { return state_; }
   bool synced() const { return synced_; }  // a full snapshot from the peer was applied
@@ -76,36 +94,49 @@ class PeerLink : public Connection {
   void OnStart() override;
   void OnInput(std::string_view data) override;
   void OnClose(CloseReason reason) override;
+  void OnHandshakeFailed(const Transport& transport) override;
 
  private:
   ~PeerLink() override;
 
   void Process(std::string_view input);
   void HandleFrame(const proto::peer::Frame& frame);
-  void HandleHandshake(const proto::peer::Frame& frame);
+  void HandleHello(const proto::peer::Hello& hello);
   void HandleMsg(const proto::peer::Msg& msg);
   void ProtocolError(const std::string& what);
   void SendOwn(std::string_view frame);  // from the owner thread
 
+  // Ordering across a replacement. Any thread: `next` waits for this link's
+  // RETIRE from the peer (true), or it already came (false).
+  bool HoldSuccessor(PeerLink* next);
+  // Owner thread: the peer's RETIRE was processed, or the link is closing:
+  // the successor may read.
+  void ReleaseSuccessor();
+  // Owner thread (posted): the predecessor has drained; start reading.
+  void EndHold();
+
   Mesh* const mesh_;
   const Direction direction_;
   const std::string expected_node_id_;
+  const uint64_t expected_incarnation_;
   const uint64_t dial_id_;
-  const std::string nonce_;
+  std::shared_ptr<const auth::PeerKeyring> tls_keys_;  // the SSL's app data
   proto::peer::FrameReader reader_;
   State state_ = State::kHandshake;
   bool got_hello_ = false;
-  bool peer_proven_ = false;
   std::string peer_node_id_;
   uint64_t peer_incarnation_ = 0;
-  std::string peer_nonce_;
   std::string peer_client_url_;
   std::string peer_peer_url_;
-  std::string stashed_input_;  // arrived while waiting for activation
+  std::string stashed_input_;  // arrived while waiting for activation or for the predecessor
   RefPtr<PeerNode> node_;
   bool synced_ = false;
   bool resync_requested_ = false;
-  bool peer_retired_ = false;  // the peer sent RETIRE: it uses another link now
+  bool peer_retired_ = false;      // the peer sent RETIRE: it uses another link now
+  bool held_ = false;              // waiting for the predecessor's RETIRE
+  std::mutex successor_mu_;        // guards the two below
+  bool predecessor_done_ = false;  // RETIRE processed, or closed
+  RefPtr<PeerLink> successor_;
   int pings_out_ = 0;
   int64_t last_ping_ms_ = 0;
   int64_t ping_sent_ms_ = 0;

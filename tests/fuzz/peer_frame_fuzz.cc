@@ -32,7 +32,9 @@ std::vector<std::string> Run(const std::vector<std::string_view>& chunks) {
       if (st == FrameReader::Status::kNeedMore) break;
       std::string d(1, static_cast<char>(f.type));
       d += std::string(f.interest.subject) + "|" + std::string(f.msg.subject) + "|" + std::string(f.msg.payload) + "|" +
-           std::to_string(f.msg.queues.size()) + "|" + std::string(f.hello.node_id) + "|" + std::string(f.mac);
+           std::to_string(f.msg.queues.size()) + "|" + std::string(f.hello.node_id) + "|" + std::string(f.reason);
+      std::string why;
+      d += zmesh::proto::peer::ValidateFrame(f, &why) ? "|valid" : "|invalid";
       out.push_back(std::move(d));
     }
   }

@@ -1,6 +1,6 @@
 // The peer protocol: frames round-trip whole, split at every byte and byte by
-// byte; malformed frames are errors, never crashes; the authentication proof
-// binds secret, nonces, ids and direction; the interest digest is a set digest.
+// byte; malformed frames are errors, never crashes; what a frame carries is
+// validated like client input; the interest digest is a set digest.
 #include "proto/peer_protocol.h"
 
 #include <gtest/gtest.h>
@@ -9,16 +9,14 @@
 #include <vector>
 
 #include "server/mesh/interest_digest.h"
-#include "server/mesh/peer_auth.h"
 
 namespace zmesh::proto::peer {
 namespace {
 
 std::string AllFrames() {
   std::string out;
-  const std::string nonce(kNonceBytes, 'n');
-  EncodeHello({kProtocolVersion, "node-a", 42, nonce, "127.0.0.1:6222", "nats://127.0.0.1:4222"}, &out);
-  EncodeAuth(std::string(kMacBytes, 'm'), &out);
+  EncodeHello({kProtocolVersion, "node-a", 42, "127.0.0.1:6222", "nats://127.0.0.1:4222"}, &out);
+  EncodeRefuse("node id taken", &out);
   EncodeEmpty(FrameType::kPing, &out);
   EncodeInterest({"foo.*", "", 1}, &out);
   EncodeInterest({"work", "g", 3}, &out);
@@ -55,8 +53,8 @@ std::vector<std::string> Decode(const std::vector<std::string>& chunks, size_t l
           d += std::string(f.hello.node_id) + "/" + std::to_string(f.hello.incarnation) + "/" +
                std::string(f.hello.peer_url) + "/" + std::string(f.hello.client_url);
           break;
-        case FrameType::kAuth:
-          d += std::string(f.mac);
+        case FrameType::kRefuse:
+          d += std::string(f.reason);
           break;
         case FrameType::kInterest:
           d += std::string(f.interest.subject) + "|" + std::string(f.interest.queue) + "|" +
@@ -86,6 +84,7 @@ TEST(PeerProtocolTest, RoundTripAtEverySplit) {
   const auto whole = Decode({all});
   ASSERT_EQ(whole.size(), 10u);
   EXPECT_EQ(whole[0], "1node-a/42/127.0.0.1:6222/nats://127.0.0.1:4222");
+  EXPECT_EQ(whole[1], "5node id taken");
   EXPECT_EQ(whole[3], "16foo.*||1");
   EXPECT_EQ(whole[4], "16work|g|3");
   EXPECT_EQ(whole[6], "18" + std::to_string(0x1234) + "/2");
@@ -116,9 +115,85 @@ TEST(PeerProtocolTest, MalformedFramesAreErrors) {
   std::string bad_hdr;
   EncodeMsgHeader("s", "", 10, nullptr, 0, 2, &bad_hdr);  // header size beyond the payload
   EXPECT_EQ(Decode({bad_hdr + "ab"}).back(), "ERROR");
-  std::string bad_nonce;
-  EncodeHello({kProtocolVersion, "a", 1, "short", "", ""}, &bad_nonce);
-  EXPECT_EQ(Decode({bad_nonce}).back(), "ERROR");
+  std::string empty_id;
+  EncodeHello({kProtocolVersion, "", 1, "", ""}, &empty_id);
+  EXPECT_EQ(Decode({empty_id}).back(), "ERROR");
+  EXPECT_EQ(Decode({frame(0x02, std::string("\x20\x00", 2) + std::string(32, 'm'))}).back(), "ERROR");  // v1 AUTH
+}
+
+// A version-1 HELLO (nonce, then AUTH) still decodes as far as its version,
+// so that the link can say which version the other node speaks.
+TEST(PeerProtocolTest, OldVersionHelloIsRecognised) {
+  std::string v1;
+  const uint32_t len = 1 + 2 + 3 + 8 + 18 + 2 + 2;
+  for (int i = 0; i < 4; ++i) v1.push_back(static_cast<char>(len >> (8 * i)));
+  v1 += std::string("\x01\x01\x00", 3) + std::string("\x01\x00" "a", 3) + std::string(8, '\x07') +
+        std::string("\x10\x00", 2) + std::string(16, 'n') + std::string(4, '\0');
+  FrameReader reader(1 << 20);
+  std::string_view in(v1);
+  Frame f;
+  ASSERT_EQ(reader.Next(&in, &f), FrameReader::Status::kFrame);
+  EXPECT_EQ(f.type, FrameType::kHello);
+  EXPECT_EQ(f.hello.version, 1);
+}
+
+Frame MsgFrame(std::string_view subject, std::string_view reply, std::vector<std::string_view> queues = {}) {
+  Frame f;
+  f.type = FrameType::kMsg;
+  f.msg.subject = subject;
+  f.msg.reply = reply;
+  f.msg.queues = std::move(queues);
+  return f;
+}
+
+Frame InterestFrame(std::string_view subject, std::string_view queue, uint32_t count) {
+  Frame f;
+  f.type = FrameType::kInterest;
+  f.interest = {subject, queue, count};
+  return f;
+}
+
+TEST(PeerValidationTest, MessagesCarryOnlyWellFormedSubjectsAndReplies) {
+  std::string why;
+  EXPECT_TRUE(ValidateFrame(MsgFrame("orders.eu.1", "_INBOX.abc.1", {"workers"}), &why)) << why;
+  EXPECT_TRUE(ValidateFrame(MsgFrame("x", ""), &why)) << why;
+  // A reply with CR LF would be copied into clients' MSG lines as protocol.
+  for (std::string_view reply : std::vector<std::string_view>{"a\r\nPUB x 1\r\n", "a b", "a\tb",
+                                                              std::string_view("a\0b", 3), "a\x7f"}) {
+    EXPECT_FALSE(ValidateFrame(MsgFrame("x", reply), &why)) << "reply " << reply;
+  }
+  for (std::string_view subject : {"", "a..b", ".a", "a.", "a.*", "a.>", ">", "a\r\nb", "a b", "a\x01"}) {
+    EXPECT_FALSE(ValidateFrame(MsgFrame(subject, ""), &why)) << "subject " << subject;
+  }
+  EXPECT_FALSE(ValidateFrame(MsgFrame("x", "", {"ok", "bad group"}), &why));
+  EXPECT_FALSE(ValidateFrame(MsgFrame("x", "", {""}), &why));
+  // What the sending side checks is exactly what the receiver accepts.
+  EXPECT_FALSE(IsForwardable("x", std::string(kMaxStringBytes + 1, 'r')));
+  EXPECT_FALSE(IsForwardable(std::string(kMaxStringBytes + 1, 's'), ""));
+}
+
+TEST(PeerValidationTest, InterestCarriesOnlyValidSubjectsAndGroups) {
+  std::string why;
+  EXPECT_TRUE(ValidateFrame(InterestFrame("orders.*.>", "", 1), &why)) << why;
+  EXPECT_TRUE(ValidateFrame(InterestFrame("orders.*", "", 0), &why)) << why;
+  EXPECT_TRUE(ValidateFrame(InterestFrame("jobs", "workers", 12), &why)) << why;
+  EXPECT_FALSE(ValidateFrame(InterestFrame("a.>.b", "", 1), &why));
+  EXPECT_FALSE(ValidateFrame(InterestFrame("a\r\n", "", 1), &why));
+  EXPECT_FALSE(ValidateFrame(InterestFrame("jobs", "w\nx", 1), &why));
+  EXPECT_FALSE(ValidateFrame(InterestFrame("jobs", "", 2), &why)) << "a plain count is 0 or 1";
+  EXPECT_TRUE(IsAnnounceable("a.b", ""));
+  EXPECT_FALSE(IsAnnounceable("a.b", "has space"));
+  EXPECT_FALSE(IsAnnounceable(std::string(kMaxStringBytes + 1, 'a'), ""));
+}
+
+TEST(PeerValidationTest, HelloIdsAndAddressesHaveNoControlCharacters) {
+  Frame f;
+  f.type = FrameType::kHello;
+  f.hello = {kProtocolVersion, "n1", 7, "127.0.0.1:6222", "nats://127.0.0.1:4222"};
+  std::string why;
+  EXPECT_TRUE(ValidateFrame(f, &why)) << why;
+  f.hello.node_id = "n1\nforged log line";
+  EXPECT_FALSE(ValidateFrame(f, &why));
 }
 
 TEST(PeerProtocolTest, FrameLimitIsEnforcedBeforeBuffering) {
@@ -129,20 +204,6 @@ TEST(PeerProtocolTest, FrameLimitIsEnforcedBeforeBuffering) {
   Frame f;
   EXPECT_EQ(reader.Next(&in, &f), FrameReader::Status::kError);
   EXPECT_LE(reader.buffered_bytes(), 4u);
-}
-
-TEST(PeerAuthTest, ProofBindsEverything) {
-  using namespace zmesh::server::mesh;
-  const std::string na = NewNonce(), nb = NewNonce();
-  EXPECT_NE(na, nb);
-  const std::string proof = PeerProof("secret", "a", na, "b", nb);
-  EXPECT_EQ(proof.size(), kMacBytes);
-  EXPECT_TRUE(VerifyPeerProof("secret", proof, "a", na, "b", nb));
-  EXPECT_FALSE(VerifyPeerProof("other", proof, "a", na, "b", nb));   // wrong secret
-  EXPECT_FALSE(VerifyPeerProof("secret", proof, "b", nb, "a", na));  // reflected back
-  EXPECT_FALSE(VerifyPeerProof("secret", proof, "a", na, "b", NewNonce()));  // replayed on another link
-  EXPECT_FALSE(VerifyPeerProof("secret", proof, "c", na, "b", nb));
-  EXPECT_FALSE(VerifyPeerProof("secret", proof.substr(1), "a", na, "b", nb));
 }
 
 TEST(InterestDigestTest, IsASetDigest) {
