@@ -38,6 +38,7 @@
 #include "tests/integration/mesh_fixture.h"
 #include "tests/integration/mesh_traffic.h"
 #include "tests/support/mesh_cluster.h"
+#include "tests/support/scripted_peer.h"
 #include "tests/support/process.h"
 #include "tests/support/server_under_test.h"
 #include "tests/support/wait_for.h"
@@ -138,6 +139,7 @@ std::string Frame(uint8_t type, const std::string& body) {
   out.push_back(static_cast<char>(type));
   return out + body;
 }
+// A version-1 HELLO (with its nonce), as nodes sent it before TLS.
 std::string HelloFrame(const std::string& node_id) {
   std::string body = PutU16(1) + PutStr(node_id);
   for (int k = 0; k < 8; ++k) body.push_back(static_cast<char>(0x42 + k));  // incarnation
@@ -145,69 +147,6 @@ std::string HelloFrame(const std::string& node_id) {
   return Frame(0x01, body);
 }
 
-// A blocking TCP connection to a node's peer port.
-class RawPeer {
- public:
-  ~RawPeer() {
-    if (fd_ >= 0) close(fd_);
-  }
-  bool Dial(uint16_t port) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return fd_ >= 0 && connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  uint16_t local_port() const {
-    sockaddr_in addr{};
-    socklen_t len = sizeof addr;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    return ntohs(addr.sin_port);
-  }
-  bool Send(const std::string& bytes) { return send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()); }
-  // Reads until `n` bytes are buffered; false on close or timeout.
-  bool Fill(size_t n, milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (in_.size() < n) {
-      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-      pollfd p{fd_, POLLIN, 0};
-      if (left <= 0 || poll(&p, 1, static_cast<int>(left)) != 1) return false;
-      char buf[4096];
-      const ssize_t got = recv(fd_, buf, sizeof buf, 0);
-      if (got <= 0) return false;
-      in_.append(buf, static_cast<size_t>(got));
-    }
-    return true;
-  }
-  // The type of the next frame (its body is skipped); -1 on close/timeout.
-  int ReadFrameType(milliseconds timeout = milliseconds(5000)) {
-    if (!Fill(5, timeout)) return -1;
-    uint32_t len = 0;
-    for (int k = 0; k < 4; ++k) len |= static_cast<uint32_t>(static_cast<uint8_t>(in_[k])) << (8 * k);
-    if (!Fill(4 + len, timeout)) return -1;
-    const int type = static_cast<uint8_t>(in_[4]);
-    in_.erase(0, 4 + len);
-    return type;
-  }
-  // True once the node closed the connection (EOF or RST) within `timeout`,
-  // whatever it sent before.
-  bool ClosedWithin(milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 50) != 1) continue;
-      char buf[4096];
-      const ssize_t got = recv(fd_, buf, sizeof buf, 0);
-      if (got == 0 || (got < 0 && errno == ECONNRESET)) return true;
-    }
-    return false;
-  }
-
- private:
-  int fd_ = -1;
-  std::string in_;
-};
 
 std::optional<int64_t> PeerField(MeshCluster& mesh, int observer, int peer, const char* field) {
   auto entry = mesh.PeerEntry(observer, mesh.id(peer));
@@ -584,44 +523,54 @@ TEST_F(MeshTest, UnauthenticatedPeersAreRefused) {
   auto log_has = [&](int i, const std::string& regex) {
     return WaitFor(seconds(5), [&] { return CountMatches(mesh_->Log(i), regex) > 0; }, milliseconds(20));
   };
+  auto port_re = [](uint16_t port) { return "127\\.0\\.0\\.1:" + std::to_string(port); };
 
   {  // Garbage: an HTTP request on the peer port.
-    RawPeer raw;
+    ScriptedPeer raw;
     ASSERT_TRUE(raw.Dial(mesh_->peer_port(good)));
     ASSERT_TRUE(raw.Send("GET / HTTP/1.0\r\nHost: x\r\n\r\n"));
     EXPECT_TRUE(raw.ClosedWithin(seconds(5))) << "garbage on the peer port was not refused";
-    EXPECT_TRUE(log_has(good, "peer link [0-9]+ 127\\.0\\.0\\.1:" + std::to_string(raw.local_port()) +
-                                  "[^\\n]*(protocol error|refused)"))
+    EXPECT_TRUE(log_has(good, port_re(raw.local_port()) + ": TLS handshake failed: the other side does not speak TLS"))
         << "no log line for the garbage connection from port " << raw.local_port();
+    EXPECT_TRUE(raw.received().empty()) << "the node answered a stranger in clear";
   }
-  {  // A fake peer answering the challenge with a wrong proof.
-    RawPeer raw;
+  {  // A peer of protocol version 1: plaintext HELLO, then an HMAC proof.
+    ScriptedPeer raw;
     ASSERT_TRUE(raw.Dial(mesh_->peer_port(good)));
-    ASSERT_EQ(raw.ReadFrameType(), 0x01) << "the node must open with HELLO";
     ASSERT_TRUE(raw.Send(HelloFrame("intruder")));
     ASSERT_TRUE(raw.Send(Frame(0x02, PutStr(std::string(32, '\0')))));
-    EXPECT_TRUE(raw.ClosedWithin(seconds(5))) << "a wrong proof was not refused";
-    EXPECT_TRUE(log_has(good, "claiming to be node intruder failed authentication[^\\n]*refused"));
+    EXPECT_TRUE(raw.ClosedWithin(seconds(5))) << "a version-1 peer was not refused";
+    EXPECT_TRUE(log_has(good, port_re(raw.local_port()) + ": TLS handshake failed: the peer speaks zmesh peer "
+                                                          "protocol version 1[^\\n]*refuses"));
+    EXPECT_TRUE(raw.received().empty());
   }
-  {  // A fake peer that skips the proof and sends interest at once.
-    RawPeer raw;
+  {  // A peer that skips TLS and sends a current HELLO and interest at once.
+    ScriptedPeer raw;
     ASSERT_TRUE(raw.Dial(mesh_->peer_port(good)));
-    ASSERT_TRUE(raw.Send(HelloFrame("sneaky")));
+    ASSERT_TRUE(raw.SendHello("sneaky", 42));
     std::string interest = PutStr("mesh.>") + PutStr("") + std::string("\x01\0\0\0", 4);
     ASSERT_TRUE(raw.Send(Frame(0x10, interest)));
-    EXPECT_TRUE(raw.ClosedWithin(seconds(5))) << "interest before the proof was not refused";
-    EXPECT_TRUE(log_has(good, "127\\.0\\.0\\.1:" + std::to_string(raw.local_port()) +
-                                  "[^\\n]*unexpected frame[^\\n]*refused"));
+    EXPECT_TRUE(raw.ClosedWithin(seconds(5))) << "interest without TLS was not refused";
+    EXPECT_TRUE(log_has(good, port_re(raw.local_port()) + ": TLS handshake failed: the other side does not speak TLS"));
+  }
+  {  // TLS with a PSK from another secret: the handshake cannot complete.
+    ScriptedPeer tls;
+    ASSERT_TRUE(tls.Dial(mesh_->peer_port(good)));
+    std::string why;
+    EXPECT_FALSE(tls.StartTls("a-guessed-secret-0123456789", &why)) << "TLS with the wrong secret completed";
+    EXPECT_TRUE(log_has(good, port_re(tls.local_port()) + ": TLS handshake failed[^\\n]*different or missing cluster secret"));
+    EXPECT_TRUE(tls.received().empty());
   }
 
   // A real node with another secret, in the same ZooKeeper root: it gives up
   // linking after its join timeout and registers, but never links.
   MeshNodeSpec spec;
-  spec.secret = "not-the-cluster-secret";
+  spec.secret = "not-the-cluster-secret-at-all";
   const int rogue = mesh_->Add(spec);
   ASSERT_TRUE(mesh_->Start(rogue, &error)) << error;
-  EXPECT_TRUE(log_has(good, "claiming to be node " + mesh_->id(rogue) + " failed authentication[^\\n]*refused"));
-  EXPECT_TRUE(log_has(rogue, "claiming to be node " + mesh_->id(good) + " failed authentication[^\\n]*refused"));
+  // Each dials the other and fails the TLS handshake; each logs it.
+  EXPECT_TRUE(log_has(good, port_re(mesh_->peer_port(rogue)) + ": TLS handshake failed[^\\n]*cluster secret"));
+  EXPECT_TRUE(log_has(rogue, port_re(mesh_->peer_port(good)) + ": TLS handshake failed[^\\n]*cluster secret"));
   ASSERT_TRUE(WaitFor(seconds(5), [&] { return PeerField(*mesh_, good, rogue, "member") == 1; }))
       << "the rogue node's znode should be visible: " << mesh_->Peerz(good).value_or(json()).dump();
   // Sampled over several redial rounds (backoff from 100 ms): never linked,

@@ -249,8 +249,14 @@ int MeshCluster::Add(MeshNodeSpec spec) {
   Node n;
   const int index = size();
   n.id = spec.node_id.empty() ? "n" + std::to_string(index + 1) : spec.node_id;
-  n.ports_path = dir_ + "/" + n.id + ".ports";
-  n.log_path = dir_ + "/" + n.id + ".log";
+  // Files are named by id; a second process with the same id (a twin, a
+  // test of identity) gets files of its own.
+  std::string file = n.id;
+  for (const Node& other : nodes_) {
+    if (other.id == n.id) file = n.id + "-" + std::to_string(index + 1);
+  }
+  n.ports_path = dir_ + "/" + file + ".ports";
+  n.log_path = dir_ + "/" + file + ".log";
   n.secret_path = secret_path_;
   if (!spec.secret.empty()) {
     n.secret_path = dir_ + "/" + n.id + ".secret";
