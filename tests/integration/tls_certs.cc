@@ -219,7 +219,31 @@ bool TestPki::Generate(std::string* error) {
   Profile wrong_name_profile = node_profile;
   wrong_name_profile.cn = "elsewhere.invalid";
   wrong_name_profile.san = "DNS:elsewhere.invalid";
-  return issue("wrong-name", wrong_name_profile, ca_cert.get(), ca_pkey.get(), &wrong_name, nullptr, nullptr);
+  if (!issue("wrong-name", wrong_name_profile, ca_cert.get(), ca_pkey.get(), &wrong_name, nullptr, nullptr)) {
+    return false;
+  }
+
+  // Peer links: a CA of their own, and certificates naming node ids.
+  Profile peer_ca_profile = ca_profile;
+  peer_ca_profile.cn = "zmesh test peer CA";
+  CertKey peer_ca_files;
+  Key peer_ca_pkey;
+  Cert peer_ca_cert;
+  if (!issue("peer-ca", peer_ca_profile, nullptr, nullptr, &peer_ca_files, &peer_ca_pkey, &peer_ca_cert)) return false;
+  peer_ca = peer_ca_files.cert;
+  for (const std::string id : {"n1", "n2", "n3", "n4", "n9"}) {
+    Profile peer_profile = node_profile;
+    peer_profile.cn = id;
+    peer_profile.san = "DNS:" + id;
+    if (!issue("peer-" + id, peer_profile, peer_ca_cert.get(), peer_ca_pkey.get(), &peers[id], nullptr, nullptr)) {
+      return false;
+    }
+  }
+  Profile client_as_peer_profile = node_profile;
+  client_as_peer_profile.cn = "n3";
+  client_as_peer_profile.san = "DNS:n3";
+  return issue("client-as-peer", client_as_peer_profile, ca_cert.get(), ca_pkey.get(), &client_as_peer, nullptr,
+               nullptr);
 }
 
 }  // namespace zmesh::testing

@@ -14,12 +14,18 @@
 //   not_yet_valid signed by ca; the same, valid only from tomorrow
 //   wrong_name    signed by ca; SAN DNS:elsewhere.invalid only (does not
 //                 name 127.0.0.1)
+//   peer_ca       the CA of peer links, apart from the clients' ca
+//   peers[id]     signed by peer_ca for node ids n1..n4 and n9: SAN DNS:<id>,
+//                 CN <id>; serverAuth + clientAuth
+//   client_as_peer signed by ca (the clients' CA), naming node n3 like a peer
+//                 certificate would
 //
 // Keys are EC P-256. The directory is removed by the destructor unless the
 // current test failed (then it is kept and named on stderr).
 //
 // Not thread safe.
 
+#include <map>
 #include <string>
 
 namespace zmesh::testing {
@@ -50,6 +56,9 @@ class TestPki {
   CertKey expired;
   CertKey not_yet_valid;
   CertKey wrong_name;
+  std::string peer_ca;  // PEM file of the peer CA
+  std::map<std::string, CertKey> peers;
+  CertKey client_as_peer;
 
  private:
   std::string dir_;

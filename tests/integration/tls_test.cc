@@ -13,11 +13,13 @@
 //    node; the wrong CA, an expired or not-yet-valid server certificate fail.
 //  - --tls_verify_clients: no certificate, another CA's, an expired one are
 //    refused (TLS 1.2 and 1.3); the CA's client certificate is accepted.
-//  - TlsMeshTest: a private ZooKeeper; --peer_tls with --tls_ca (mutual): two
-//    nodes link and forward exactly once; a node with another CA's
-//    certificate and a plain node in the same root are never linked; the
-//    dialling side refuses a certificate that does not name 127.0.0.1;
-//    --peer_tls without --tls_ca (encrypted, not mutual) links and forwards.
+//  - TlsMeshTest: a private ZooKeeper; --peer_tls (mutual TLS 1.3 against
+//    --peer_tls_ca, certificates naming node ids): two nodes link and forward
+//    exactly once; a node presenting a certificate of the clients' CA, one of
+//    another CA, and one without TLS are never linked; a certificate that
+//    names another node id than the HELLO is refused; --peer_tls without
+//    --peer_tls_ca does not start; a connection that never handshakes is
+//    closed within the handshake bound.
 //
 // Every wait is bounded; only processes started here are signalled, by PID;
 // everything listens on 127.0.0.1.
@@ -1089,8 +1091,10 @@ class TlsMeshTest : public MeshFixture {
     });
   }
 
-  static std::vector<std::string> MutualArgs(const CertKey& ck, const std::string& ca) {
-    return {"--tls_cert=" + ck.cert, "--tls_key=" + ck.key, "--tls_ca=" + ca, "--peer_tls"};
+  // Peer certificates, and TLS on the client port with the clients' PKI.
+  static std::vector<std::string> PeerArgs(const CertKey& ck, const std::string& peer_ca) {
+    return {"--peer_tls_cert=" + ck.cert, "--peer_tls_key=" + ck.key, "--peer_tls_ca=" + peer_ca, "--peer_tls",
+            "--tls_cert=" + Pki()->node.cert, "--tls_key=" + Pki()->node.key};
   }
   int AddNode(std::vector<std::string> args, std::string id = "", std::string secret = "") {
     args.insert(args.begin(), kQuickExit.begin(), kQuickExit.end());
@@ -1242,8 +1246,9 @@ class TlsMeshTest : public MeshFixture {
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);  // client certificates are judged inside the handshake
+    // Peer links speak TLS 1.3 only; the server judges our certificate after
+    // our Finished, so a refusal shows on the first read.
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
     if (!cfg.ca.empty()) {
       SSL_CTX_load_verify_locations(ctx, cfg.ca.c_str(), nullptr);
       SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
@@ -1254,7 +1259,7 @@ class TlsMeshTest : public MeshFixture {
     }
     SSL* ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
-    if (!cfg.ca.empty()) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
+    if (!cfg.ca.empty()) X509_VERIFY_PARAM_set1_host(SSL_get0_param(ssl), mesh_->id(i).c_str(), 0);
     ERR_clear_error();
     const int r = SSL_connect(ssl);
     std::string why = r == 1 ? "" : OpenSslErrors();
@@ -1278,7 +1283,7 @@ class TlsMeshTest : public MeshFixture {
       EXPECT_GT(length, 1u);
       EXPECT_LT(length, 4096u);
     } else {
-      EXPECT_NE(r, 1) << mesh_->id(i) << "'s peer port accepted a TLS session it should refuse";
+      EXPECT_TRUE(r != 1 || got < 5) << mesh_->id(i) << "'s peer port accepted a TLS session it should refuse";
     }
   }
   // Lines of node i's log that report a failed TLS handshake on a link to
@@ -1290,81 +1295,92 @@ class TlsMeshTest : public MeshFixture {
   }
 };
 
-// Mutual TLS (--peer_tls --tls_ca): two nodes link and forward exactly once;
-// a node whose certificate another CA signed, and a node without TLS, in the
-// same ZooKeeper root and with the same cluster secret, are never linked,
-// while the first two keep working.
+// Mutual TLS (--peer_tls): two nodes whose certificates the peer CA signed
+// for their node ids link and forward exactly once. A node presenting a
+// certificate of the clients' CA (naming its node id, as a peer certificate
+// would), a node with another CA's certificate, and a node with the cluster
+// secret but no certificates, all in the same ZooKeeper root, are never
+// linked, while the first two keep working.
 TEST_F(TlsMeshTest, MutualPeerTlsKeepsStrangersOut) {
-  const int n1 = AddNode(MutualArgs(Pki()->node, Pki()->ca));
-  const int n2 = AddNode(MutualArgs(Pki()->node, Pki()->ca));
+  const int n1 = AddNode(PeerArgs(Pki()->peers.at("n1"), Pki()->peer_ca));
+  const int n2 = AddNode(PeerArgs(Pki()->peers.at("n2"), Pki()->peer_ca));
   StartAndConverge({n1, n2});
   ExpectLinkedAndSynced(n1, n2);
   ExpectExactlyOnce(n1, n2, "mutual.a", 500);
   ExpectExactlyOnce(n2, n1, "mutual.b", 500);
   ExpectBigPayloadsCross(n1, n2, 16);
 
-  // The peer port: TLS from the first byte, and mutual.
-  TlsConfig as_node = TrustingTestCa();
-  as_node.cert = Pki()->node.cert;
-  as_node.key = Pki()->node.key;
-  ProbePeerPort(n1, as_node, /*expect_ok=*/true);
-  ProbePeerPort(n1, TrustingTestCa(), /*expect_ok=*/false);  // no client certificate
-  TlsConfig stranger = TrustingTestCa();
-  stranger.cert = Pki()->other_node.cert;
-  stranger.key = Pki()->other_node.key;
-  ProbePeerPort(n1, stranger, /*expect_ok=*/false);
+  // The peer port: TLS from the first byte, and mutual against the peer CA only.
+  auto probe = [](const CertKey* ck) {
+    TlsConfig c;
+    c.ca = Pki()->peer_ca;
+    if (ck != nullptr) {
+      c.cert = ck->cert;
+      c.key = ck->key;
+    }
+    return c;
+  };
+  ProbePeerPort(n1, probe(&Pki()->peers.at("n2")), /*expect_ok=*/true);
+  ProbePeerPort(n1, probe(nullptr), /*expect_ok=*/false);                // no certificate
+  ProbePeerPort(n1, probe(&Pki()->client), /*expect_ok=*/false);          // a client certificate
+  ProbePeerPort(n1, probe(&Pki()->client_as_peer), /*expect_ok=*/false);  // the clients' CA naming a node
+  ProbePeerPort(n1, probe(&Pki()->other_node), /*expect_ok=*/false);      // another CA
 
-  // n3: a certificate from the other CA (and it trusts only that CA); n4: no TLS.
-  const int n3 = AddNode(MutualArgs(Pki()->other_node, Pki()->other_ca));
-  const int n4 = AddNode({});
+  // n3: the clients' CA signed its certificate (and it trusts that CA); n4:
+  // another CA; n5: the cluster secret, no certificates.
+  const int n3 = AddNode(PeerArgs(Pki()->client_as_peer, Pki()->ca));
+  const int n4 = AddNode(PeerArgs(Pki()->other_node, Pki()->other_ca));
+  const int n5 = AddNode({});
   std::string error;
-  ASSERT_TRUE(mesh_->Launch(n3, &error)) << error;
-  ASSERT_TRUE(mesh_->Launch(n4, &error)) << error;
+  for (int i : {n3, n4, n5}) ASSERT_TRUE(mesh_->Launch(i, &error)) << error;
   // They give up waiting for the links after --join_timeout_ms and register.
-  ASSERT_TRUE(mesh_->WaitReady(n3, seconds(15), &error)) << error;
-  ASSERT_TRUE(mesh_->WaitReady(n4, seconds(15), &error)) << error;
+  for (int i : {n3, n4, n5}) ASSERT_TRUE(mesh_->WaitReady(i, seconds(15), &error)) << error;
 
-  // Until n1 and n2 have each tried to dial both newcomers (and failed), and
+  // Until n1 and n2 have each tried to dial every newcomer (and failed), and
   // for at least 3 s: n1 and n2 stay linked to each other and to no one else,
-  // and neither newcomer is linked to anyone.
+  // and no newcomer is linked to anyone.
   std::string violation;
   auto links_as_expected = [&] {
     const auto l1 = mesh_->LinkedPeers(n1), l2 = mesh_->LinkedPeers(n2);
-    const auto l3 = mesh_->LinkedPeers(n3), l4 = mesh_->LinkedPeers(n4);
+    const auto l3 = mesh_->LinkedPeers(n3), l4 = mesh_->LinkedPeers(n4), l5 = mesh_->LinkedPeers(n5);
     auto show = [](const std::optional<std::set<std::string>>& s) {
       if (!s) return std::string("(no /peerz)");
       std::string out = "{";
       for (const auto& x : *s) out += x + " ";
       return out + "}";
     };
-    if (!l1 || !l2 || !l3 || !l4) return false;  // a /peerz did not answer: no sample
+    if (!l1 || !l2 || !l3 || !l4 || !l5) return false;  // a /peerz did not answer: no sample
     const bool ok = *l1 == std::set<std::string>{mesh_->id(n2)} && *l2 == std::set<std::string>{mesh_->id(n1)} &&
-                    l3->empty() && l4->empty();
+                    l3->empty() && l4->empty() && l5->empty();
     if (!ok && violation.empty()) {
-      violation = "linked: n1 " + show(l1) + ", n2 " + show(l2) + ", n3 " + show(l3) + ", n4 " + show(l4);
+      violation = "linked: n1 " + show(l1) + ", n2 " + show(l2) + ", n3 " + show(l3) + ", n4 " + show(l4) + ", n5 " +
+                  show(l5);
     }
     return ok;
   };
   const auto window_start = Clock::now();
+  auto all_dialled = [&] {
+    for (int from : {n1, n2}) {
+      for (int to : {n3, n4, n5}) {
+        if (HandshakeFailuresTo(from, mesh_->peer_port(to)) == 0) return false;
+      }
+    }
+    return true;
+  };
   const bool dialled = WaitFor(
       seconds(20),
       [&] {
         links_as_expected();
-        return Clock::now() - window_start >= seconds(3) && HandshakeFailuresTo(n1, mesh_->peer_port(n3)) > 0 &&
-               HandshakeFailuresTo(n2, mesh_->peer_port(n3)) > 0 && HandshakeFailuresTo(n1, mesh_->peer_port(n4)) > 0 &&
-               HandshakeFailuresTo(n2, mesh_->peer_port(n4)) > 0;
+        return Clock::now() - window_start >= seconds(3) && all_dialled();
       },
       milliseconds(100));
   EXPECT_TRUE(violation.empty()) << violation;
-  EXPECT_TRUE(dialled) << "n1/n2 did not log failed TLS handshakes dialling n3 (port " << mesh_->peer_port(n3)
-                       << ") and n4 (port " << mesh_->peer_port(n4) << "): n1->n3 "
-                       << HandshakeFailuresTo(n1, mesh_->peer_port(n3)) << ", n2->n3 "
-                       << HandshakeFailuresTo(n2, mesh_->peer_port(n3)) << ", n1->n4 "
-                       << HandshakeFailuresTo(n1, mesh_->peer_port(n4)) << ", n2->n4 "
-                       << HandshakeFailuresTo(n2, mesh_->peer_port(n4));
-  EXPECT_NE(mesh_->Log(n3).find("TLS handshake failed"), std::string::npos) << "n3 logged no failed handshake";
-  // n1 knows both as members (their znodes) but holds no link to them.
-  for (int stranger_node : {n3, n4}) {
+  EXPECT_TRUE(dialled) << "n1/n2 did not log failed TLS handshakes dialling every newcomer";
+  for (int i : {n3, n4}) {
+    EXPECT_NE(mesh_->Log(i).find("TLS handshake failed"), std::string::npos) << mesh_->id(i) << " logged no failed handshake";
+  }
+  // n1 knows the newcomers as members (their znodes) but holds no link to them.
+  for (int stranger_node : {n3, n4, n5}) {
     std::optional<json> e;
     ASSERT_TRUE(WaitFor(
         seconds(10), [&] { return (e = mesh_->PeerEntry(n1, mesh_->id(stranger_node))).has_value(); },
@@ -1377,29 +1393,25 @@ TEST_F(TlsMeshTest, MutualPeerTlsKeepsStrangersOut) {
   ExpectLinkedAndSynced(n1, n2);
   ExpectExactlyOnce(n1, n2, "mutual.c", 300);
   ExpectExactlyOnce(n2, n1, "mutual.d", 300);
-  EXPECT_TRUE(mesh_->Running(n1) && mesh_->Running(n2) && mesh_->Running(n3) && mesh_->Running(n4));
+  EXPECT_TRUE(mesh_->Running(n1) && mesh_->Running(n2) && mesh_->Running(n3) && mesh_->Running(n4) &&
+              mesh_->Running(n5));
 }
 
-// The dialling side checks that the peer's certificate names the address it
-// dialled: n2's certificate is from the right CA but names only
-// elsewhere.invalid. (n2 also has another cluster secret, so that the links
-// it dials itself fail authentication and only n1's dials are observed.)
-TEST_F(TlsMeshTest, DiallingSideChecksThePeerCertificateName) {
-  const int n1 = AddNode(MutualArgs(Pki()->node, Pki()->ca));
+// The certificate must name the node id in the HELLO: n2's certificate is
+// from the peer CA but names n9. Both sides refuse the link.
+TEST_F(TlsMeshTest, CertificateMustNameTheNodeId) {
+  const int n1 = AddNode(PeerArgs(Pki()->peers.at("n1"), Pki()->peer_ca));
   StartAndConverge({n1});
-  const int n2 = AddNode(MutualArgs(Pki()->wrong_name, Pki()->ca), "", "another-secret-0123456789abcdef");
+  const int n2 = AddNode(PeerArgs(Pki()->peers.at("n9"), Pki()->peer_ca));
   std::string error;
   ASSERT_TRUE(mesh_->Start(n2, &error)) << error;
   const bool seen = WaitFor(
       seconds(20),
       [&] {
-        const std::string log = mesh_->Log(n1);
-        const std::string needle = "127.0.0.1:" + std::to_string(mesh_->peer_port(n2)) + ": TLS handshake failed";
-        const size_t at = log.find(needle);
-        return at != std::string::npos && log.find("IP address mismatch", at) != std::string::npos;
+        return mesh_->Log(n1).find("the peer certificate does not name node n2") != std::string::npos;
       },
       milliseconds(100));
-  EXPECT_TRUE(seen) << "n1 did not refuse n2's certificate for not naming 127.0.0.1; n1 log:\n" << mesh_->Log(n1);
+  EXPECT_TRUE(seen) << "n1 did not refuse n2's certificate for naming n9; n1 log:\n" << mesh_->Log(n1);
   std::optional<std::set<std::string>> l1, l2;
   ASSERT_TRUE(WaitFor(
       seconds(10),
@@ -1413,27 +1425,28 @@ TEST_F(TlsMeshTest, DiallingSideChecksThePeerCertificateName) {
   EXPECT_TRUE(l1->empty() && l2->empty()) << "n1 or n2 holds a link";
 }
 
-// --peer_tls without --tls_ca: encrypted, not mutual. Two nodes link and
-// forward; the peer port takes a TLS session without a client certificate.
-// A connection to the peer port that never handshakes is closed after the
-// peer handshake bound (2 x --auth_timeout_ms = 1000 ms here).
-TEST_F(TlsMeshTest, PeerTlsWithoutCaLinksAndForwards) {
-  const std::vector<std::string> args = {"--tls_cert=" + Pki()->node.cert, "--tls_key=" + Pki()->node.key,
-                                         "--peer_tls", "--auth_timeout_ms=500"};
-  const int n1 = AddNode(args);
-  const int n2 = AddNode(args);
-  StartAndConverge({n1, n2});
-  ExpectLinkedAndSynced(n1, n2);
-  ExpectExactlyOnce(n1, n2, "enc.a", 500);
-  ExpectExactlyOnce(n2, n1, "enc.b", 500);
-  ExpectBigPayloadsCross(n2, n1, 16);
-  ProbePeerPort(n2, TrustingTestCa(), /*expect_ok=*/true);
+// --peer_tls verifies against --peer_tls_ca or does not start: encryption
+// without verification would let anyone in. A connection to a running
+// node's peer port that never handshakes is closed after the handshake
+// bound (2 x --auth_timeout_ms = 1000 ms here).
+TEST_F(TlsMeshTest, PeerTlsNeedsAPeerCaAndAHandshakeInTime) {
+  const int bad = AddNode({"--peer_tls_cert=" + Pki()->peers.at("n1").cert,
+                           "--peer_tls_key=" + Pki()->peers.at("n1").key, "--peer_tls"});
+  std::string error;
+  EXPECT_FALSE(mesh_->Start(bad, &error, seconds(10))) << "a node with --peer_tls and no --peer_tls_ca started";
+  EXPECT_TRUE(WaitFor(seconds(5), [&] { return mesh_->Log(bad).find("--peer_tls_ca") != std::string::npos; }))
+      << mesh_->Log(bad);
+  EXPECT_TRUE(WaitFor(seconds(5), [&] { return !mesh_->Running(bad); })) << "it should have exited";
 
+  std::vector<std::string> args = PeerArgs(Pki()->peers.at("n2"), Pki()->peer_ca);
+  args.push_back("--auth_timeout_ms=500");
+  const int n2 = AddNode(args, "n2");
+  StartAndConverge({n2});
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ASSERT_GE(fd, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(mesh_->peer_port(n1));
+  addr.sin_port = htons(mesh_->peer_port(n2));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   const auto start = Clock::now();
@@ -1447,8 +1460,7 @@ TEST_F(TlsMeshTest, PeerTlsWithoutCaLinksAndForwards) {
                                     << ready << ", recv " << n << ")";
   EXPECT_GE(waited, 800) << "closed before the handshake bound";
   EXPECT_LE(waited, 3000) << "closed long after the 1000 ms handshake bound";
-  EXPECT_NE(mesh_->Log(n1).find("no TLS handshake within 1000 ms"), std::string::npos);
-  ExpectLinkedAndSynced(n1, n2);
+  EXPECT_NE(mesh_->Log(n2).find("no TLS handshake within 1000 ms"), std::string::npos) << mesh_->Log(n2);
 }
 
 }  // namespace
