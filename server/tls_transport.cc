@@ -18,7 +18,7 @@ constexpr size_t kRecordBytes = 16 * 1024;  // a TLS record's plaintext limit
 
 TlsTransport::TlsTransport(SSL_CTX* ctx, int fd, bool server_side, const std::string& expected_host, void* app_data,
                            bool sniff_plaintext)
-    : ssl_(SSL_new(ctx)), fd_(fd), sniffing_(sniff_plaintext) {
+    : ssl_(SSL_new(ctx)), fd_(fd), server_side_(server_side), sniffing_(sniff_plaintext) {
   SSL_set_fd(ssl_, fd);
   if (app_data != nullptr) SSL_set_app_data(ssl_, app_data);
   if (server_side) {
@@ -39,17 +39,18 @@ TlsTransport::TlsTransport(SSL_CTX* ctx, int fd, bool server_side, const std::st
 
 TlsTransport::~TlsTransport() { SSL_free(ssl_); }
 
-bool TlsTransport::SniffPlaintext() {
+TlsTransport::Sniff TlsTransport::SniffPlaintext() {
   unsigned char head[8];
   const ssize_t n = ::recv(fd_, head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
-  if (n <= 0) return false;  // nothing yet, or the end: OpenSSL will tell
+  if (n < 0) return Sniff::kNothingYet;
   sniffing_ = false;
+  if (n == 0) return Sniff::kTls;  // the end: OpenSSL will tell
   // Every TLS record the other side may send first is a handshake (22) or an
   // alert (21); anything else is another protocol.
-  if (head[0] == 22 || head[0] == 21) return false;
+  if (head[0] == 22 || head[0] == 21) return Sniff::kTls;
   plaintext_prefix_.assign(reinterpret_cast<const char*>(head), static_cast<size_t>(n));
   error_ = "the other side does not speak TLS";
-  return true;
+  return Sniff::kPlaintext;
 }
 
 bool TlsTransport::PeerCertificateNames(std::string_view node_id) const {
@@ -58,7 +59,20 @@ bool TlsTransport::PeerCertificateNames(std::string_view node_id) const {
 
 Transport::Handshake TlsTransport::DoHandshake() {
   if (done_.load(std::memory_order_relaxed)) return Handshake::kDone;
-  if (sniffing_ && SniffPlaintext()) return Handshake::kFailed;
+  if (sniffing_) {
+    switch (SniffPlaintext()) {
+      case Sniff::kPlaintext:
+        return Handshake::kFailed;
+      case Sniff::kNothingYet:
+        // OpenSSL must not read before we have looked at the first bytes;
+        // only a client has something to send first (its ClientHello).
+        if (server_side_ || (hello_sent_ && !wants_write_)) return Handshake::kWantRead;
+        hello_sent_ = true;
+        break;
+      case Sniff::kTls:
+        break;
+    }
+  }
   ERR_clear_error();
   const int r = SSL_do_handshake(ssl_);
   if (r == 1) {
@@ -67,8 +81,10 @@ Transport::Handshake TlsTransport::DoHandshake() {
   }
   switch (SSL_get_error(ssl_, r)) {
     case SSL_ERROR_WANT_READ:
+      wants_write_ = false;
       return Handshake::kWantRead;
     case SSL_ERROR_WANT_WRITE:
+      wants_write_ = true;
       return Handshake::kWantWrite;
     case SSL_ERROR_SYSCALL:
     case SSL_ERROR_ZERO_RETURN:

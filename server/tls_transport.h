@@ -40,12 +40,16 @@ class TlsTransport final : public Transport {
   bool PeerCertificateNames(std::string_view node_id) const override;
 
  private:
-  // True when the first bytes waiting on the socket cannot be TLS.
-  bool SniffPlaintext();
+  // Looks at the first bytes waiting on the socket without consuming them.
+  enum class Sniff { kNothingYet, kTls, kPlaintext };
+  Sniff SniffPlaintext();
 
   SSL* ssl_;
   const int fd_;
+  const bool server_side_;
   bool sniffing_;
+  bool hello_sent_ = false;  // sniffing client: the ClientHello went out
+  bool wants_write_ = false;  // the last handshake step could not write everything
   std::string plaintext_prefix_;
   std::atomic<bool> done_{false};  // read by flushing threads
   size_t retry_len_ = 0;  // length of a write OpenSSL asked us to repeat

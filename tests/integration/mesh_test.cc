@@ -35,6 +35,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "proto/peer_protocol.h"
 #include "tests/integration/mesh_fixture.h"
 #include "tests/integration/mesh_traffic.h"
 #include "tests/support/mesh_cluster.h"
@@ -537,8 +538,8 @@ TEST_F(MeshTest, UnauthenticatedPeersAreRefused) {
   {  // A peer of protocol version 1: plaintext HELLO, then an HMAC proof.
     ScriptedPeer raw;
     ASSERT_TRUE(raw.Dial(mesh_->peer_port(good)));
-    ASSERT_TRUE(raw.Send(HelloFrame("intruder")));
-    ASSERT_TRUE(raw.Send(Frame(0x02, PutStr(std::string(32, '\0')))));
+    // One write: the node may refuse (and close) as soon as the HELLO arrives.
+    ASSERT_TRUE(raw.Send(HelloFrame("intruder") + Frame(0x02, PutStr(std::string(32, '\0')))));
     EXPECT_TRUE(raw.ClosedWithin(seconds(5))) << "a version-1 peer was not refused";
     EXPECT_TRUE(log_has(good, port_re(raw.local_port()) + ": TLS handshake failed: the peer speaks zmesh peer "
                                                           "protocol version 1[^\\n]*refuses"));
@@ -547,9 +548,10 @@ TEST_F(MeshTest, UnauthenticatedPeersAreRefused) {
   {  // A peer that skips TLS and sends a current HELLO and interest at once.
     ScriptedPeer raw;
     ASSERT_TRUE(raw.Dial(mesh_->peer_port(good)));
-    ASSERT_TRUE(raw.SendHello("sneaky", 42));
+    std::string hello;
+    proto::peer::EncodeHello({proto::peer::kProtocolVersion, "sneaky", 42, "127.0.0.1:1", "nats://127.0.0.1:1"}, &hello);
     std::string interest = PutStr("mesh.>") + PutStr("") + std::string("\x01\0\0\0", 4);
-    ASSERT_TRUE(raw.Send(Frame(0x10, interest)));
+    ASSERT_TRUE(raw.Send(hello + Frame(0x10, interest)));
     EXPECT_TRUE(raw.ClosedWithin(seconds(5))) << "interest without TLS was not refused";
     EXPECT_TRUE(log_has(good, port_re(raw.local_port()) + ": TLS handshake failed: the other side does not speak TLS"));
   }
