@@ -1,54 +1,58 @@
 #pragma once
 
-// Registry over the multi-threaded ZooKeeper C client (SPEC §3, ZOOKEEPER.md).
+// Registry over ZooKeeper (SPEC §3, ZOOKEEPER.md): the state machine, on top
+// of a Keeper (zk/keeper.h) — the C client in production, an in-memory fake
+// in unit tests.
 //
-// Threads: the C client runs an IO thread and a completion thread per handle.
-// Every watcher and completion only copies its arguments and posts them to the
-// Executor; all state below lives on the owner thread (the thread that runs
-// the Executor's tasks and calls Start()). User callbacks are posted as tasks
-// of their own, so they never run inside a Registry method and may call back
-// into the registry.
+// Threads: all state lives on the owner thread (the thread that runs the
+// Executor's tasks and calls Start()); Keeper delivers every completion and
+// watch event there. User callbacks are posted as tasks of their own, so they
+// never run inside a Registry method and may call back into the registry.
 //
-// Behaviour, in short:
+// Behaviour, in short (the parts say more):
 // - Connection loss: kSuspended; the last member list stays; operations that
-//   failed with ZCONNECTIONLOSS are retried after the reconnect.
+//   failed with a connection loss are retried after the reconnect.
 // - Session expiry (ZooKeeper said so): kExpired; close the handle, open a new
 //   one, add auth, re-create our znode, re-read and re-arm the watches.
 // - Disconnected for longer than the negotiated session timeout (Curator TN12):
-//   the same recovery, started locally, since ZooKeeper may have expired the
-//   session already without being able to tell us. Members are still reported
-//   as last known: peers are never dropped because ZooKeeper is unreachable.
+//   the same recovery, started locally. Members are still reported as last
+//   known: peers are never dropped because ZooKeeper is unreachable.
+//   (RegistrySession, zk/registry_session.h)
 // - Our znode exists from an earlier session: ours (a create retried after a
 //   connection loss) -> done; otherwise wait for it to go away, or with
 //   `steal_stale_znode` delete it (by version) when its peer_url is ours.
+//   (SelfRegistration, zk/self_registration.h)
+// - The children watch on <root>/nodes and a data watch per member, re-armed
+//   on every read. (MembershipWatch, zk/membership_watch.h)
+// - <root>/nodes and its ancestors are created when missing (here).
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "zk/keeper.h"
+#include "zk/membership_watch.h"
+#include "zk/owner_thread.h"
 #include "zk/registry.h"
-#include "zk/timer_thread.h"
+#include "zk/registry_session.h"
+#include "zk/scheduler.h"
+#include "zk/self_registration.h"
 
 namespace zmesh::zk {
 
-// A ZooKeeper session, as needed to attach a second handle to it (tests force
-// an expiry that way, ZOOKEEPER.md Part 2 (b)).
-struct ZooKeeperSession {
-  int64_t id = 0;
-  std::string password;  // the 16 raw bytes of clientid_t::passwd
-};
-
 class ZooKeeperRegistry final : public Registry {
  public:
+  // Over the ZooKeeper C client at options.connect, with real-time timers.
   // Any thread; the object then belongs to the thread that calls Start(). The
   // executor must run tasks in the order they were posted.
   ZooKeeperRegistry(RegistryOptions options, Executor executor);
+  // Over any Keeper and Scheduler (unit tests: zk/testing/fake_keeper.h).
+  ZooKeeperRegistry(RegistryOptions options, Executor executor, KeeperFactory keepers,
+                    std::unique_ptr<Scheduler> scheduler);
   // Calls Stop(). Owner thread, or any thread once the owner thread no longer
   // runs this registry's tasks. Must not run inside one of its own callbacks.
   ~ZooKeeperRegistry() override;
@@ -56,8 +60,9 @@ class ZooKeeperRegistry final : public Registry {
   ZooKeeperRegistry(const ZooKeeperRegistry&) = delete;
   ZooKeeperRegistry& operator=(const ZooKeeperRegistry&) = delete;
 
-  // See Registry. All owner thread. After Stop() no callback runs any more,
-  // including pending `done` callbacks of Register/Unregister.
+  // See Registry. All owner thread (DCHECKed once Start() ran). After Stop()
+  // no callback runs any more, including pending `done` callbacks of
+  // Register/Unregister.
   void Start(Listener listener) override;
   void Register(const NodeInfo& self,
                 std::function<void(bool ok, const std::string& error)> done) override;
@@ -74,130 +79,45 @@ class ZooKeeperRegistry final : public Registry {
 
   // Test and debug hooks. Owner thread.
   // The current session once ZooKeeper established one.
-  std::optional<ZooKeeperSession> session() const;
+  std::optional<ZooKeeperSession> session() const { return session_.id(); }
   // The negotiated session timeout; 0 before the first session.
-  int negotiated_session_timeout_ms() const { return negotiated_timeout_ms_; }
+  int negotiated_session_timeout_ms() const { return session_.negotiated_timeout_ms(); }
 
  private:
-  struct Bridge;
-  struct HandleContext;
-  struct Handle;
-  struct OpContext;
-  struct OpResult;
-  struct Callbacks;
-  enum class OpKind;
-
-  struct Child {
-    std::optional<NodeInfo> info;  // nullopt: not fetched yet, or undecodable
-    bool fresh = false;            // read (with a data watch) on the current handle
-    bool in_flight = false;
-    bool warned = false;           // undecodable data already logged
-  };
-
-  // Owner-thread handlers of what the C client reported.
-  void OnSessionEvent(uint64_t generation, int zk_state);
-  void OnPathEvent(uint64_t generation, int type, const std::string& path);
-  void OnOpDone(uint64_t generation, const OpResult& result);
-  void OnDisconnectTimeout(uint64_t generation, uint64_t epoch);
-  void OnReopenTimer(uint64_t generation);
-  void OnUnregisterTimeout(uint64_t epoch);
-
-  void OnSyncDone(const OpResult& r);
-  void OnParentCreated(const OpResult& r);
-  void OnSelfCreated(const OpResult& r);
-  void OnSelfInspected(const OpResult& r);
-  void OnStaleDeleted(const OpResult& r);
-  void OnSelfDeleted(const OpResult& r);
-  void OnChildren(const OpResult& r);
-  void OnChildData(const OpResult& r);
-  void OnNodesDirExists(const OpResult& r);
-
   // Issues whatever the current state still needs (idempotent): the sync
   // round trip of a new session, missing parents, our znode, the delete of
   // Unregister, the children list and member data.
   void Resync();
-  void IssueSync();
-  void IssueAddAuth();
+  void OnEvent(KeeperEvent event, const std::string& path);
+  void OnSessionLost(const std::string& reason);
+  void OnReset();
   void IssueCreateParents();
-  void IssueCreateSelf();
-  void IssueInspectSelf();
-  void IssueStealDelete(int32_t version);
-  void IssueDeleteSelf();
-  void IssueGetChildren();
-  void IssueGetChild(const std::string& name);
-  void IssueWatchNodesDir();
-
-  void OpenHandle();
-  void CloseHandle();
-  void ResetSessionState();
-  void HandleSessionLost(const std::string& reason, std::chrono::milliseconds reopen_delay);
-  OpContext* NewOp(OpKind kind, std::string path);
-  bool CheckIssued(const char* what, const std::string& path, int rc);
-
-  void SetState(SessionState state);
-  void MaybeDeliverMembers();
-  void FinishRegister(bool ok, const std::string& error);
-  void MaybeFinishUnregister();
-  void FinishUnregister();
+  void OnParentCreated(const std::string& path, KeeperRc rc);
+  void OnNodesDirMissing();
   // Posts a user callback as a task of its own; dropped after Stop().
   void PostCallback(std::function<void()> callback);
-  bool InOwnerThread() const;
-  std::chrono::milliseconds SessionTimeout() const;
 
   const RegistryOptions options_;
   const std::string nodes_path_;  // <root>/nodes
-  std::shared_ptr<Bridge> bridge_;
-  TimerThread timer_;
+  const Executor executor_;
+  // Cleared by Stop(); posted user callbacks check it on the owner thread.
+  const std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  const std::unique_ptr<Scheduler> scheduler_;
+  OwnerThread owner_;
   Listener listener_;
-  std::thread::id owner_thread_;
   bool started_ = false;
   bool stopped_ = false;
 
-  // The current handle; replaced after expiry. Events of older handles carry
-  // an older generation and are ignored.
-  std::unique_ptr<Handle> handle_;
-  uint64_t generation_ = 0;
-  SessionState state_ = SessionState::kConnecting;
-  int64_t session_id_ = 0;
-  std::string session_password_;
-  int negotiated_timeout_ms_ = 0;
-  bool connected_ = false;      // CONNECTED seen, no CONNECTING since
-  bool session_ready_ = false;  // the sync round trip after auth completed
-  bool sync_in_flight_ = false;
-  uint64_t disconnect_epoch_ = 0;
-  std::chrono::steady_clock::time_point suspended_since_;
-
   bool parents_needed_ = false;
   int parents_in_flight_ = 0;
-  int parents_error_ = 0;     // first failure creating an ancestor
-  int parents_last_rc_ = 0;   // result of creating <root>/nodes itself
+  KeeperRc parents_error_ = KeeperRc::kOk;    // first failure creating an ancestor
+  KeeperRc parents_last_rc_ = KeeperRc::kOk;  // result of creating <root>/nodes itself
   bool parents_failed_ = false;  // not allowed to create them; wait for someone who is
 
-  std::optional<NodeInfo> self_;
-  std::string self_path_;
-  bool want_registered_ = false;
-  bool registered_ = false;  // our znode exists, owned by the current session
-  int32_t self_version_ = 0;
-  bool create_in_flight_ = false;
-  bool inspect_in_flight_ = false;
-  bool steal_in_flight_ = false;
-  bool waiting_for_stale_ = false;
-  int64_t stale_owner_logged_ = -1;
-  std::function<void(bool, const std::string&)> register_done_;
-
-  bool unregistering_ = false;
-  bool delete_in_flight_ = false;
-  uint64_t unregister_epoch_ = 0;
-  std::function<void()> unregister_done_;
-
-  bool children_in_flight_ = false;
-  bool children_stale_ = true;  // the list must be (re-)read
-  bool children_known_ = false; // read at least once on the current handle
-  bool nodes_dir_watch_in_flight_ = false;
-  std::vector<std::string> children_;
-  std::map<std::string, Child> cache_;
-  std::vector<NodeInfo> members_;
-  bool members_delivered_ = false;
+  // Declared last: they keep references to the members above.
+  RegistrySession session_;
+  SelfRegistration registration_;
+  MembershipWatch watch_;
 };
 
 }  // namespace zmesh::zk

@@ -1,5 +1,5 @@
 // The client's failover behaviour end to end, against in-process fake
-// servers (client_fake_server.h) and a fake ZooKeeper (zk/fake_registry.h):
+// servers (client_fake_server.h) and a fake ZooKeeper (zk/testing/fake_registry.h):
 // random choice, moving on failure and never straight back, re-subscription
 // (groups and remaining auto-unsubscribe counts included), publishes
 // buffered across the gap, lame duck, INFO connect_urls, stale connections,
@@ -20,8 +20,8 @@
 #include "client/node_cache.h"
 #include "tests/support/wait_for.h"
 #include "tests/unit/client_fake_server.h"
-#include "zk/fake_registry.h"
-#include "zk/fake_zookeeper.h"
+#include "zk/testing/fake_registry.h"
+#include "zk/testing/fake_zookeeper.h"
 
 namespace zmesh::client {
 namespace {

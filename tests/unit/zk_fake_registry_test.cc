@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "zk/fake_registry.h"
-#include "zk/fake_zookeeper.h"
+#include "zk/testing/fake_registry.h"
+#include "zk/testing/fake_zookeeper.h"
 
 namespace zmesh::zk {
 namespace {

@@ -1,8 +1,8 @@
-#include "zk/fake_zookeeper.h"
+#include "zk/testing/fake_zookeeper.h"
 
 #include <algorithm>
 
-#include "zk/fake_registry.h"
+#include "zk/testing/fake_registry.h"
 
 namespace zmesh::zk {
 std::optional<FakeZooKeeper::Znode> FakeZooKeeper::Get(const std::string& path) const {

@@ -1,4 +1,4 @@
-#include "zk/fake_registry.h"
+#include "zk/testing/fake_registry.h"
 
 #include <glog/logging.h>
 

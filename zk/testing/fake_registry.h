@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "zk/fake_zookeeper.h"
+#include "zk/testing/fake_zookeeper.h"
 #include "zk/registry.h"
 
 namespace zmesh::zk {
