@@ -117,6 +117,9 @@ wait_for_interest() {
   while [ "$n" -gt 0 ]; do
     if http_body "$port" "/subsz?test=$SUBJECT" | grep -Eq '"remote": *[1-9]'; then
       log "node $NODES: /subsz?test=$SUBJECT shows node 1's interest (it crossed the mesh in the other direction)"
+      local security
+      security=$(http_body "$port" /peerz | grep -o '"security": *"[^"]*"' | head -n 1 | sed 's/.*"\([^"]*\)"$/\1/')
+      [ -n "$security" ] && log "node $NODES: peer links are $security (GET /peerz)"
       return 0
     fi
     n=$((n - 1))

@@ -61,8 +61,8 @@ if [ "$fuzz_seconds" -gt 0 ]; then
   dir=$build_root/fuzz
   CC=clang CXX=clang++ cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DZMESH_FUZZ=ON -DZMESH_BUILD_TESTS=OFF >/dev/null
-  cmake --build "$dir" -j "$jobs" --target parser_fuzzer peer_frames_fuzzer
-  for target in parser peer_frames; do
+  cmake --build "$dir" -j "$jobs" --target parser_fuzzer peer_frames_fuzzer peer_session_fuzzer
+  for target in parser peer_frames peer_session; do
     step "fuzz: $target for ${fuzz_seconds}s"
     work=$(mktemp -d)
     cp "$root/tests/fuzz/corpus/$target/"* "$work/"

@@ -222,7 +222,9 @@ bool Server::StartMesh(std::string* error) {
     return false;
   }
   EventLoop* main = &main_loop_;
-  auto registry = zk::NewZooKeeperRegistry(ro, [main](std::function<void()> task) { main->QueueInLoop(std::move(task)); });
+  zk::Executor on_main = [main](std::function<void()> task) { main->QueueInLoop(std::move(task)); };
+  auto registry = registry_factory_ ? registry_factory_(ro, std::move(on_main))
+                                    : zk::NewZooKeeperRegistry(ro, std::move(on_main));
 
   std::vector<IoWorker*> workers;
   for (auto& w : workers_) workers.push_back(w.get());

@@ -9,6 +9,7 @@
 
 #include <event2/event.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "server/event_loop.h"
 #include "server/listener.h"
 #include "server/options.h"
+#include "zk/registry.h"
 
 namespace zmesh::auth {
 class PeerKeys;
@@ -57,6 +59,12 @@ class Server {
   // users file and the cluster secret file, keeping connections.
   void Reload();
 
+  // Before Start(): where the mesh's membership comes from instead of the
+  // ZooKeeper named by --zk (in-process tests and fuzzers; the executor runs
+  // tasks on the main loop).
+  using RegistryFactory = std::function<std::unique_ptr<zk::Registry>(zk::RegistryOptions, zk::Executor)>;
+  void set_registry_factory(RegistryFactory factory) { registry_factory_ = std::move(factory); }
+
   const HostPort& client_address() const { return client_listener_->bound(); }
   ServerContext* context() const { return ctx_.get(); }
   mesh::Mesh* mesh() const { return mesh_.get(); }
@@ -76,6 +84,7 @@ class Server {
   bool StartMonitor(std::string* error);
 
   const Options options_;
+  RegistryFactory registry_factory_;
   EventLoop main_loop_;
   std::unique_ptr<ServerContext> ctx_;
   std::vector<std::unique_ptr<IoWorker>> workers_;

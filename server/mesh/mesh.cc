@@ -539,6 +539,9 @@ void Mesh::SnapshotStatus() {
     s.peer_url = p.info.peer_url;
     s.client_url = p.info.client_url;
     s.member = p.member;
+    s.security = options_.peer_tls == nullptr ? "plaintext"
+                 : options_.certificate_mode  ? "tls1.3-certificates"
+                                              : "tls1.3-psk";
     s.linked = static_cast<bool>(p.active);
     s.synced = p.synced;
     if (p.active) {

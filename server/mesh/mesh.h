@@ -89,6 +89,7 @@ struct PeerStatus {
   bool linked = false;      // has an active link
   bool synced = false;      // its full interest arrived
   bool outbound = false;    // we dialled the active link
+  const char* security = "";  // how links are protected: tls1.3-psk, tls1.3-certificates, plaintext
   int64_t rtt_ms = -1;
   size_t pending_bytes = 0;
   size_t interest = 0;      // entries learned from it
