@@ -103,6 +103,7 @@ void EncodeInterest(const Interest& i, std::string* out) {
   PutStr(i.subject, out);
   PutStr(i.queue, out);
   PutU32(i.count, out);
+  PutU64(i.seq, out);
   Finish(at, 0, out);
 }
 
@@ -110,6 +111,13 @@ void EncodeDigest(FrameType type, const Digest& d, std::string* out) {
   const size_t at = Begin(type, out);
   PutU64(d.digest, out);
   PutU64(d.entries, out);
+  if (type == FrameType::kSyncEnd) PutU64(d.seq, out);
+  Finish(at, 0, out);
+}
+
+void EncodeInterestAck(uint64_t seq, std::string* out) {
+  const size_t at = Begin(FrameType::kInterestAck, out);
+  PutU64(seq, out);
   Finish(at, 0, out);
 }
 
@@ -214,11 +222,15 @@ bool FrameReader::Decode(std::string_view body, uint8_t type, Frame* f) {
     case FrameType::kRetire:
       return c.done();
     case FrameType::kInterest:
-      return c.Str(&f->interest.subject) && c.Str(&f->interest.queue) && c.U32(&f->interest.count) && c.done() &&
-             !f->interest.subject.empty();
+      return c.Str(&f->interest.subject) && c.Str(&f->interest.queue) && c.U32(&f->interest.count) &&
+             c.U64(&f->interest.seq) && c.done() && !f->interest.subject.empty();
     case FrameType::kSyncEnd:
+      return c.U64(&f->digest.digest) && c.U64(&f->digest.entries) && c.U64(&f->digest.seq) && c.done();
     case FrameType::kDigest:
+      f->digest.seq = 0;
       return c.U64(&f->digest.digest) && c.U64(&f->digest.entries) && c.done();
+    case FrameType::kInterestAck:
+      return c.U64(&f->ack_seq) && c.done();
     case FrameType::kLeaving:
       return c.U64(&f->leaving.drain_ms) && c.done();
     case FrameType::kMsg: {

@@ -33,11 +33,12 @@ enum class FrameType : uint8_t {
   kPing = 0x03,
   kPong = 0x04,
   kRefuse = 0x05,     // reason: the sender will not use this link (handshake only)
-  kInterest = 0x10,   // subject, queue, count (absolute; 0 removes)
-  kSyncBegin = 0x11,  // a full interest snapshot follows
-  kSyncEnd = 0x12,    // digest, entries: the snapshot is complete
-  kDigest = 0x13,     // digest, entries of the sender's interest at this point of the stream
-  kResync = 0x14,     // asks the receiver for a full snapshot
+  kInterest = 0x10,     // subject, queue, count (absolute; 0 removes), seq
+  kSyncBegin = 0x11,    // a full interest snapshot follows
+  kSyncEnd = 0x12,      // digest, entries, seq: the snapshot is complete
+  kDigest = 0x13,       // digest, entries of the sender's interest at this point of the stream
+  kResync = 0x14,       // asks the receiver for a full snapshot
+  kInterestAck = 0x15,  // seq: every interest change up to it has been applied
   kMsg = 0x20,        // a message for the receiver's local subscribers
   kRetire = 0x30,     // the sender sends nothing more on this link
   kLeaving = 0x31,    // the sender left the mesh (znode deleted) and drains its clients for up to N ms
@@ -51,15 +52,21 @@ struct Hello {
   std::string_view client_url;
 };
 
+// Interest changes carry the sender's interest sequence number (one counter
+// per node over all its changes, increasing on every link); the receiver
+// acknowledges the highest one it has applied (INTEREST_ACK), which is what
+// the interest barrier waits for (docs/peer-protocol.md).
 struct Interest {
   std::string_view subject;
   std::string_view queue;  // empty for plain interest
   uint32_t count = 0;      // plain: 1 present / 0 gone; queue: member count
+  uint64_t seq = 0;        // the change's sequence number (in a snapshot: the snapshot's)
 };
 
 struct Digest {
   uint64_t digest = 0;
   uint64_t entries = 0;
+  uint64_t seq = 0;  // SYNC_END: every change up to it is in the snapshot (DIGEST: 0)
 };
 
 struct Leaving {
@@ -83,6 +90,7 @@ struct Frame {
   Digest digest;
   Leaving leaving;
   Msg msg;
+  uint64_t ack_seq = 0;  // INTEREST_ACK
 };
 
 class FrameReader {
@@ -114,6 +122,7 @@ void EncodeEmpty(FrameType type, std::string* out);  // PING, PONG, SYNC_BEGIN, 
 void EncodeInterest(const Interest& interest, std::string* out);
 void EncodeDigest(FrameType type, const Digest& digest, std::string* out);  // SYNC_END, DIGEST
 void EncodeLeaving(const Leaving& leaving, std::string* out);
+void EncodeInterestAck(uint64_t seq, std::string* out);
 
 // --- validation: peer input is checked like client input (SPEC §3) ---
 

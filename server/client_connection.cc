@@ -3,6 +3,7 @@
 #include <glog/logging.h>
 
 #include <cctype>
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 
@@ -176,7 +177,7 @@ void ClientConnection::HandleOp(const proto::Op& op) {
       HandleUnsub(op);
       return;
     case proto::OpType::kPing:
-      SendControl(kPong);
+      HandlePing();
       return;
     case proto::OpType::kPong:
       pings_out_ = 0;
@@ -329,7 +330,7 @@ void ClientConnection::HandleSub(const proto::Op& op) {
     return;
   }
   subs_.emplace(sub->sid(), sub);
-  if (ctx_->interest != nullptr) ctx_->interest->OnLocalSubscribe(*sub);
+  if (ctx_->interest != nullptr) interest_seq_ = std::max(interest_seq_, ctx_->interest->OnLocalSubscribe(*sub));
   if (verbose_) SendOk();
 }
 
@@ -355,8 +356,43 @@ void ClientConnection::RemoveSubscription(Subscription* sub) {
 void ClientConnection::Withdraw(Subscription* sub) {
   sub->set_closed();  // deliveries already matched skip it
   ctx_->index.Remove(sub);
-  if (ctx_->interest != nullptr) ctx_->interest->OnLocalUnsubscribe(*sub);
+  if (ctx_->interest != nullptr) interest_seq_ = std::max(interest_seq_, ctx_->interest->OnLocalUnsubscribe(*sub));
   sub->Unref();
+}
+
+void ClientConnection::HandlePing() {
+  const uint64_t seq = interest_seq_;
+  interest_seq_ = 0;
+  // Nothing changed since the last PONG and nothing waits: answer at once,
+  // so keepalives and publish flushes cost nothing.
+  if (held_pongs_.empty() && (seq == 0 || ctx_->interest == nullptr)) {
+    SendControl(kPong);
+    return;
+  }
+  held_pongs_.push_back(seq);
+  ReleasePongs();
+}
+
+void ClientConnection::ReleasePongs() {
+  while (!held_pongs_.empty() && !awaiting_peers_ && !closing()) {
+    const uint64_t seq = held_pongs_.front();
+    if (seq != 0 && ctx_->interest != nullptr) {
+      RefPtr<ClientConnection> self(this);
+      awaiting_peers_ = true;
+      const bool done = ctx_->interest->AwaitPeers(seq, [self] {
+        self->loop()->QueueInLoop([self] {
+          self->awaiting_peers_ = false;
+          if (!self->held_pongs_.empty()) self->held_pongs_.pop_front();
+          self->SendControl(kPong);
+          self->ReleasePongs();
+        });
+      });
+      if (!done) return;  // counted by the barrier
+      awaiting_peers_ = false;
+    }
+    held_pongs_.pop_front();
+    SendControl(kPong);
+  }
 }
 
 void ClientConnection::SetPermissions(std::shared_ptr<const auth::Permissions> permissions) {

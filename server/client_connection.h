@@ -15,6 +15,7 @@
 #include <absl/container/flat_hash_map.h>
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -102,6 +103,11 @@ class ClientConnection : public Connection {
   void HandlePub(const proto::Op& op);
   void HandleSub(const proto::Op& op);
   void HandleUnsub(const proto::Op& op);
+  // The interest barrier (SPEC §2): a PING after a SUB or UNSUB is answered
+  // once every peer has applied the change; PONGs keep their order.
+  void HandlePing();
+  // Sends the PONGs whose barrier has passed; waits for the next one.
+  void ReleasePongs();
   void RemoveSubscription(Subscription* sub);
   // Takes `sub` out of the index and the mesh's interest and drops our
   // reference; the caller forgets it in subs_.
@@ -140,6 +146,9 @@ class ClientConnection : public Connection {
   int64_t protocol_ = 0;  // CONNECT "protocol": 1 = the client takes async INFO updates
   int pings_out_ = 0;
   int64_t last_ping_ms_ = 0;
+  uint64_t interest_seq_ = 0;         // covers our last SUB/UNSUB not yet behind a PONG
+  std::deque<uint64_t> held_pongs_;   // each waiting PONG's interest seq (0: none of its own)
+  bool awaiting_peers_ = false;       // a barrier wait for held_pongs_.front() is posted
 };
 
 }  // namespace zmesh::server

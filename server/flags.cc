@@ -38,6 +38,9 @@ DEFINE_int64(join_grace_ms, 15000,
              "Keep an authenticated link from a node without a znode (a joining node) this long before closing it");
 DEFINE_int64(anti_entropy_interval_ms, 30000,
              "How often peers compare interest digests; a difference triggers a full re-sync of that peer's interest");
+DEFINE_int64(interest_barrier_timeout_ms, 5000,
+             "A client's PING after SUB/UNSUB is answered once every peer applied the change; a peer that has not "
+             "within this long is logged, counted and its link reset (it re-syncs), then the PONG goes out");
 DEFINE_int64(peer_max_pending_bytes, 256ll << 20,
              "Bytes waiting to be written to one peer link; beyond it the link is reset and re-synced");
 DEFINE_int32(threads, 0, "I/O threads serving connections; 0 = number of cores");
@@ -104,6 +107,7 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   o->join_timeout_ms = FLAGS_join_timeout_ms;
   o->join_grace_ms = FLAGS_join_grace_ms;
   o->anti_entropy_interval_ms = FLAGS_anti_entropy_interval_ms;
+  o->interest_barrier_timeout_ms = FLAGS_interest_barrier_timeout_ms;
   o->peer_max_pending_bytes = static_cast<size_t>(std::max<int64_t>(FLAGS_peer_max_pending_bytes, 1 << 20));
   o->threads = FLAGS_threads > 0 ? FLAGS_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   o->max_payload = FLAGS_max_payload;
@@ -158,8 +162,10 @@ bool OptionsFromFlags(Options* o, std::string* error) {
     *error = "refusing to form a mesh without --cluster_secret_file (or --peer_tls; --insecure_peers for demos)";
     return false;
   }
-  if (o->join_timeout_ms < 0 || o->join_grace_ms <= 0 || o->anti_entropy_interval_ms <= 0) {
-    *error = "--join_timeout_ms, --join_grace_ms and --anti_entropy_interval_ms must be positive";
+  if (o->join_timeout_ms < 0 || o->join_grace_ms <= 0 || o->anti_entropy_interval_ms <= 0 ||
+      o->interest_barrier_timeout_ms <= 0) {
+    *error = "--join_timeout_ms, --join_grace_ms, --anti_entropy_interval_ms and --interest_barrier_timeout_ms must "
+             "be positive";
     return false;
   }
   if (o->max_connections <= 0 || o->max_subs < 0) {

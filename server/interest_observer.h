@@ -3,8 +3,14 @@
 // The seam between local subscriptions and the mesh: the peer layer learns of
 // every change to local client interest here and announces it to peers.
 //
+// Each change is covered by an interest sequence number; AwaitPeers tells
+// when every peer has applied it (the interest barrier, SPEC §2).
+//
 // Threading: called on the worker thread of the client that (un)subscribed,
 // after the index changed; implementations must be thread safe.
+
+#include <cstdint>
+#include <functional>
 
 namespace zmesh::server {
 
@@ -13,8 +19,12 @@ class Subscription;
 class InterestObserver {
  public:
   virtual ~InterestObserver() = default;
-  virtual void OnLocalSubscribe(const Subscription& sub) = 0;
-  virtual void OnLocalUnsubscribe(const Subscription& sub) = 0;
+  // Both return the sequence number that covers the change.
+  virtual uint64_t OnLocalSubscribe(const Subscription& sub) = 0;
+  virtual uint64_t OnLocalUnsubscribe(const Subscription& sub) = 0;
+  // True when every peer has applied the changes up to `seq`; otherwise
+  // false, and `done` runs (on any thread) once they have.
+  virtual bool AwaitPeers(uint64_t seq, std::function<void()> done) = 0;
 };
 
 }  // namespace zmesh::server

@@ -206,6 +206,7 @@ bool Server::StartMesh(std::string* error) {
   mo.join_timeout_ms = options_.join_timeout_ms;
   mo.join_grace_ms = options_.join_grace_ms;
   mo.anti_entropy_interval_ms = options_.anti_entropy_interval_ms;
+  mo.interest_barrier_timeout_ms = options_.interest_barrier_timeout_ms;
   mo.peer_max_pending_bytes = options_.peer_max_pending_bytes;
   mo.max_frame_bytes = static_cast<size_t>(options_.max_payload) + 4 * options_.max_control_line + 64 * 1024;
 

@@ -12,6 +12,10 @@
 // changes were made: the table, the snapshot and the broadcast share one
 // lock, so a change is either in a link's snapshot or sent after it.
 //
+// Each announced change gets the next sequence number; a snapshot carries
+// the latest one. Peers acknowledge what they applied, and the barrier
+// (interest_barrier.h) tells a client's PING when every peer has.
+//
 // Threading: all methods are safe from any thread (workers call the observer
 // methods as clients subscribe; the mesh attaches links).
 
@@ -23,6 +27,7 @@
 #include <vector>
 
 #include "server/interest_observer.h"
+#include "server/mesh/interest_barrier.h"
 #include "server/mesh/interest_digest.h"
 
 namespace zmesh::server::mesh {
@@ -34,8 +39,9 @@ class LocalInterest : public InterestObserver {
   LocalInterest() = default;
   ~LocalInterest() override;
 
-  void OnLocalSubscribe(const Subscription& sub) override;
-  void OnLocalUnsubscribe(const Subscription& sub) override;
+  uint64_t OnLocalSubscribe(const Subscription& sub) override;
+  uint64_t OnLocalUnsubscribe(const Subscription& sub) override;
+  bool AwaitPeers(uint64_t seq, std::function<void()> done) override;
 
   // Sends a full snapshot on `link` and every later change; stops sending
   // changes to `replaced` (the link it supersedes), if any.
@@ -48,11 +54,14 @@ class LocalInterest : public InterestObserver {
 
   InterestDigest digest() const;
   size_t size() const;
+  // The sequence number of the latest change (what a full snapshot covers).
+  uint64_t seq() const;
+  InterestBarrier& barrier() { return barrier_; }
 
  private:
   using Key = std::pair<std::string, std::string>;  // subject, queue
 
-  void Change(const Subscription& sub, int delta);
+  uint64_t Change(const Subscription& sub, int delta);
   void SnapshotLocked(PeerLink* link);
   void SendLocked(PeerLink* link, const std::string& frame);
 
@@ -60,6 +69,8 @@ class LocalInterest : public InterestObserver {
   absl::flat_hash_map<Key, uint32_t> counts_;  // local subscriptions per key
   InterestDigest digest_;                      // over the counts as announced
   std::vector<PeerLink*> links_;               // attached; each holds a reference
+  uint64_t seq_ = 0;                           // of the latest change announced
+  InterestBarrier barrier_;
 };
 
 // What peers are told for `count` local subscriptions: plain interest is

@@ -521,6 +521,12 @@ void Mesh::Tick() {
     }
   }
   if (phase_ == Phase::kJoining) MaybeFinishJoin(now - join_started_ms_ >= options_.join_timeout_ms);
+  for (const RefPtr<PeerLink>& l : interest_.barrier().Overdue(now, options_.interest_barrier_timeout_ms)) {
+    LOG(WARNING) << l->Describe() << ": has not applied this node's interest change within "
+                 << options_.interest_barrier_timeout_ms
+                 << " ms (--interest_barrier_timeout_ms) while a client waits for it; resetting the link (it re-syncs)";
+    l->RequestClose(CloseReason::kPeerResync);
+  }
   if (now - last_anti_entropy_ms_ >= options_.anti_entropy_interval_ms) {
     last_anti_entropy_ms_ = now;
     for (auto& [id, p] : peers_) {
@@ -552,6 +558,11 @@ void Mesh::SnapshotStatus() {
       s.out_msgs = p.active->out().out_msgs();
     }
     if (p.node) s.interest = p.node->interest_count();
+    if (p.active) {
+      s.interest_acked = interest_.barrier().acked(p.active.get());
+      const uint64_t latest = interest_.seq();
+      s.interest_lag = latest > s.interest_acked ? latest - s.interest_acked : 0;
+    }
     if (p.member && !(s.linked && s.synced)) healthy = false;
     status.push_back(std::move(s));
   }

@@ -76,6 +76,9 @@ struct MeshOptions {
   int64_t join_timeout_ms = 10000;
   int64_t join_grace_ms = 15000;
   int64_t anti_entropy_interval_ms = 30000;
+  // A peer that has not applied an interest change a client's PING waits
+  // for within this long is reset (and re-synced when it reconnects).
+  int64_t interest_barrier_timeout_ms = 5000;
   size_t peer_max_pending_bytes = 256u << 20;
   size_t max_frame_bytes = (1u << 20) + (1u << 20);
 };
@@ -93,6 +96,8 @@ struct PeerStatus {
   int64_t rtt_ms = -1;
   size_t pending_bytes = 0;
   size_t interest = 0;      // entries learned from it
+  uint64_t interest_acked = 0;  // our interest changes it has applied, up to this seq
+  uint64_t interest_lag = 0;    // our latest seq minus interest_acked
   uint64_t in_msgs = 0;
   uint64_t out_msgs = 0;
 };
@@ -133,6 +138,7 @@ class Mesh {
   // Registered, and every live peer linked and synced (SPEC: /healthz).
   bool Healthy() const;
   uint64_t repairs() const { return repairs_.load(std::memory_order_relaxed); }
+  InterestBarrier::Stats barrier_stats() const { return const_cast<LocalInterest&>(interest_).barrier().stats(); }
 
  private:
   // Per remote node; main thread only.

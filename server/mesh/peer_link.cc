@@ -66,6 +66,18 @@ void PeerLink::OnStart() {
 void PeerLink::OnInput(std::string_view data) { Process(data); }
 
 void PeerLink::Process(std::string_view in) {
+  ProcessFrames(in);
+  // One acknowledgement per read, however many interest changes it held: a
+  // storm of subscriptions does not double the frames.
+  if (ack_due_ && !closing()) {
+    ack_due_ = false;
+    std::string ack;
+    peer::EncodeInterestAck(applied_seq_, &ack);
+    SendOwn(ack);
+  }
+}
+
+void PeerLink::ProcessFrames(std::string_view in) {
   while (!in.empty() && !closing()) {
     // The mesh has not decided yet, or the link we replace still delivers:
     // keep it for later.
@@ -144,12 +156,23 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
   switch (f.type) {
     case peer::FrameType::kInterest:
       node_->ApplyInterest(this, f.interest);
+      // Inside a snapshot nothing counts until the whole snapshot is in.
+      if (!in_snapshot_ && f.interest.seq > applied_seq_) {
+        applied_seq_ = f.interest.seq;
+        ack_due_ = true;
+      }
       return;
     case peer::FrameType::kSyncBegin:
       node_->BeginSync(this);
+      in_snapshot_ = true;
       return;
     case peer::FrameType::kSyncEnd: {
       const bool consistent = node_->EndSync(this, f.digest);
+      in_snapshot_ = false;
+      if (f.digest.seq >= applied_seq_) {
+        applied_seq_ = f.digest.seq;
+        ack_due_ = true;  // also for seq 0: a peer with no change yet waits for our snapshot
+      }
       resync_requested_ = false;
       if (!consistent && node_->IsActive(this)) {
         LOG(WARNING) << "peer " << peer_node_id_ << ": snapshot digest mismatch; asking again";
@@ -178,6 +201,9 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       return;
     case peer::FrameType::kResync:
       mesh_->interest()->SendSnapshot(this);
+      return;
+    case peer::FrameType::kInterestAck:
+      mesh_->interest()->barrier().OnAck(this, f.ack_seq);
       return;
     case peer::FrameType::kMsg:
       HandleMsg(f.msg);

@@ -99,7 +99,9 @@ class PeerLink : public Connection {
  private:
   ~PeerLink() override;
 
+  // Frames, then one INTEREST_ACK if they applied interest changes.
   void Process(std::string_view input);
+  void ProcessFrames(std::string_view input);
   void HandleFrame(const proto::peer::Frame& frame);
   void HandleHello(const proto::peer::Hello& hello);
   void HandleMsg(const proto::peer::Msg& msg);
@@ -132,6 +134,9 @@ class PeerLink : public Connection {
   RefPtr<PeerNode> node_;
   bool synced_ = false;
   bool resync_requested_ = false;
+  bool in_snapshot_ = false;  // between the peer's SYNC_BEGIN and SYNC_END
+  uint64_t applied_seq_ = 0;  // the peer's interest changes applied up to
+  bool ack_due_ = false;      // applied_seq_ advanced: acknowledge after this read
   bool peer_retired_ = false;      // the peer sent RETIRE: it uses another link now
   bool held_ = false;              // waiting for the predecessor's RETIRE
   std::mutex successor_mu_;        // guards the two below

@@ -85,6 +85,20 @@ void ServeMetrics(MonitorContext& mc, const Query&, Respond respond) {
   m.Sample("zmesh_peers", d(t.mesh.synced), {{"state", "synced"}});
   m.Single("zmesh_mesh_repairs_total", Type::kCounter, "Interest divergences repaired by anti-entropy",
            d(t.mesh.repairs));
+  const mesh::InterestBarrier::Stats& b = t.mesh.barrier;
+  m.Single("zmesh_interest_barrier_waits_total", Type::kCounter,
+           "Client PINGs whose PONG waited for peers to apply an interest change", d(b.waits));
+  m.Single("zmesh_interest_barrier_timeouts_total", Type::kCounter,
+           "Peer links reset for not applying an interest change within --interest_barrier_timeout_ms", d(b.timeouts));
+  m.Family("zmesh_interest_propagation_seconds", Type::kHistogram,
+           "Time from a local interest change to its acknowledgement by the last peer");
+  for (size_t i = 0; i < mesh::InterestBarrier::kBuckets; ++i) {
+    m.Sample("zmesh_interest_propagation_seconds_bucket", d(b.propagation_buckets[i]),
+             {{"le", PrometheusText::FormatValue(mesh::InterestBarrier::kBucketsMs[i] / 1000.0)}});
+  }
+  m.Sample("zmesh_interest_propagation_seconds_bucket", d(b.propagation_count), {{"le", "+Inf"}});
+  m.Sample("zmesh_interest_propagation_seconds_sum", b.propagation_sum_ms / 1000.0);
+  m.Sample("zmesh_interest_propagation_seconds_count", d(b.propagation_count));
   if (!t.mesh.peers.empty()) PeerSeries(m, t.mesh.peers);
 
   m.Family("zmesh_http_requests_total", Type::kCounter, "Monitoring requests served, by path");

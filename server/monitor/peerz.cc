@@ -23,6 +23,8 @@ void ServePeerz(MonitorContext& mc, const Query&, Respond respond) {
         {"rtt_ms", p.rtt_ms},  // -1 until the first PONG
         {"pending_bytes", p.pending_bytes},
         {"interest", p.interest},
+        {"interest_acked", p.interest_acked},  // our interest changes it applied, up to this seq
+        {"interest_lag", p.interest_lag},
         {"in_msgs", p.in_msgs},
         {"out_msgs", p.out_msgs},
     });

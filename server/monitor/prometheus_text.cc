@@ -30,7 +30,7 @@ void PrometheusText::Family(std::string_view name, Type type, std::string_view h
   out_ += EscapeHelp(help);
   out_ += "\n# TYPE ";
   out_ += name;
-  out_ += type == Type::kCounter ? " counter\n" : " gauge\n";
+  out_ += type == Type::kCounter ? " counter\n" : type == Type::kHistogram ? " histogram\n" : " gauge\n";
 }
 
 void PrometheusText::Sample(std::string_view name, double value, const Labels& labels) {

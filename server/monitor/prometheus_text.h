@@ -18,7 +18,7 @@ namespace zmesh::server::monitor {
 class PrometheusText {
  public:
   using Labels = std::vector<std::pair<std::string, std::string>>;
-  enum class Type { kCounter, kGauge };
+  enum class Type { kCounter, kGauge, kHistogram };
 
   static constexpr char kContentType[] = "text/plain; version=0.0.4; charset=utf-8";
 

@@ -15,6 +15,7 @@ MeshTotals CollectMesh(const mesh::Mesh& m, bool serving) {
   t.peers = m.Status();
   t.healthy = m.Healthy();
   t.repairs = m.repairs();
+  t.barrier = m.barrier_stats();
   std::string peer_problem;
   for (const mesh::PeerStatus& p : t.peers) {
     if (p.linked) ++t.linked;

@@ -22,6 +22,7 @@ struct MeshTotals {
   bool registered = false;  // our znode exists (inferred; see CollectTotals)
   bool healthy = false;     // SPEC: registered and synced with every live peer
   uint64_t repairs = 0;     // anti-entropy repairs so far
+  mesh::InterestBarrier::Stats barrier;  // interest barrier waits, timeouts, propagation times
   size_t members = 0;       // live nodes in ZooKeeper, this one included when registered
   size_t linked = 0;        // peers with an active link
   size_t synced = 0;        // peers whose full interest arrived

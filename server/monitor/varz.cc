@@ -27,6 +27,14 @@ void ServeVarz(MonitorContext& mc, const Query&, Respond respond) {
       {"healthy", t.mesh.healthy},
       {"members", t.mesh.members},
       {"repairs", t.mesh.repairs},
+      {"interest_barrier",
+       {{"waits", t.mesh.barrier.waits},
+        {"timeouts", t.mesh.barrier.timeouts},
+        {"propagations", t.mesh.barrier.propagation_count},
+        {"propagation_avg_ms", t.mesh.barrier.propagation_count == 0
+                                   ? 0.0
+                                   : t.mesh.barrier.propagation_sum_ms /
+                                         static_cast<double>(t.mesh.barrier.propagation_count)}}},
   };
   if (!t.mesh.standalone) mesh["zk_root"] = o.zk_root;
 

@@ -18,10 +18,10 @@ std::string AllFrames() {
   EncodeHello({kProtocolVersion, "node-a", 42, "127.0.0.1:6222", "nats://127.0.0.1:4222"}, &out);
   EncodeRefuse("node id taken", &out);
   EncodeEmpty(FrameType::kPing, &out);
-  EncodeInterest({"foo.*", "", 1}, &out);
-  EncodeInterest({"work", "g", 3}, &out);
+  EncodeInterest({"foo.*", "", 1, 7}, &out);
+  EncodeInterest({"work", "g", 3, 8}, &out);
   EncodeEmpty(FrameType::kSyncBegin, &out);
-  EncodeDigest(FrameType::kSyncEnd, {0x1234, 2}, &out);
+  EncodeDigest(FrameType::kSyncEnd, {0x1234, 2, 9}, &out);
   const std::string_view queues[] = {"g", "h"};
   const std::string payload = "NATS/1.0\r\n\r\nbody";
   std::string header;
@@ -31,6 +31,8 @@ std::string AllFrames() {
   EncodeMsgHeader("x", "", -1, nullptr, 0, 0, &header);
   out += header;
   EncodeEmpty(FrameType::kRetire, &out);
+  EncodeInterestAck(0xfedcba9876543210ull, &out);
+  EncodeDigest(FrameType::kDigest, {5, 6, 99}, &out);  // DIGEST carries no seq
   return out;
 }
 
@@ -58,11 +60,15 @@ std::vector<std::string> Decode(const std::vector<std::string>& chunks, size_t l
           break;
         case FrameType::kInterest:
           d += std::string(f.interest.subject) + "|" + std::string(f.interest.queue) + "|" +
-               std::to_string(f.interest.count);
+               std::to_string(f.interest.count) + "#" + std::to_string(f.interest.seq);
           break;
         case FrameType::kSyncEnd:
         case FrameType::kDigest:
-          d += std::to_string(f.digest.digest) + "/" + std::to_string(f.digest.entries);
+          d += std::to_string(f.digest.digest) + "/" + std::to_string(f.digest.entries) + "#" +
+               std::to_string(f.digest.seq);
+          break;
+        case FrameType::kInterestAck:
+          d += std::to_string(f.ack_seq);
           break;
         case FrameType::kMsg:
           d += std::string(f.msg.subject) + "|" + std::string(f.msg.reply) + "|" +
@@ -82,12 +88,14 @@ std::vector<std::string> Decode(const std::vector<std::string>& chunks, size_t l
 TEST(PeerProtocolTest, RoundTripAtEverySplit) {
   const std::string all = AllFrames();
   const auto whole = Decode({all});
-  ASSERT_EQ(whole.size(), 10u);
+  ASSERT_EQ(whole.size(), 12u);
   EXPECT_EQ(whole[0], "1node-a/42/127.0.0.1:6222/nats://127.0.0.1:4222");
   EXPECT_EQ(whole[1], "5node id taken");
-  EXPECT_EQ(whole[3], "16foo.*||1");
-  EXPECT_EQ(whole[4], "16work|g|3");
-  EXPECT_EQ(whole[6], "18" + std::to_string(0x1234) + "/2");
+  EXPECT_EQ(whole[3], "16foo.*||1#7");
+  EXPECT_EQ(whole[4], "16work|g|3#8");
+  EXPECT_EQ(whole[6], "18" + std::to_string(0x1234) + "/2#9");
+  EXPECT_EQ(whole[10], "21" + std::to_string(0xfedcba9876543210ull));
+  EXPECT_EQ(whole[11], "195/6#0");
   EXPECT_EQ(whole[7], "32foo.bar|_INBOX.1|12|g,h,|NATS/1.0\r\n\r\nbody");
   EXPECT_EQ(whole[8], "32x||-1||");
   for (size_t i = 1; i < all.size(); ++i) {
@@ -111,7 +119,10 @@ TEST(PeerProtocolTest, MalformedFramesAreErrors) {
   EXPECT_EQ(Decode({frame(0x77, "")}).back(), "ERROR");                     // unknown type
   EXPECT_EQ(Decode({frame(0x03, "x")}).back(), "ERROR");                    // PING with a body
   EXPECT_EQ(Decode({frame(0x10, std::string("\x05\x00" "ab", 4))}).back(), "ERROR");  // string overruns
-  EXPECT_EQ(Decode({frame(0x10, std::string("\x00\x00\x00\x00\x01\x00\x00\x00", 8))}).back(), "ERROR");  // empty subject
+  EXPECT_EQ(Decode({frame(0x10, std::string("\x00\x00\x00\x00\x01\x00\x00\x00", 8) + std::string(8, '\0'))}).back(),
+            "ERROR");  // empty subject
+  EXPECT_EQ(Decode({frame(0x10, std::string("\x01\x00" "a" "\x00\x00\x01\x00\x00\x00", 9))}).back(),
+            "ERROR");  // INTEREST without its seq
   std::string bad_hdr;
   EncodeMsgHeader("s", "", 10, nullptr, 0, 2, &bad_hdr);  // header size beyond the payload
   EXPECT_EQ(Decode({bad_hdr + "ab"}).back(), "ERROR");
