@@ -82,11 +82,18 @@ Status Engine::Start() {
   }
   pool_.Update(ServerPool::kStatic, statics);
 
-  conn_options_.connect.name = options_.name;
-  conn_options_.connect.user = options_.user;
-  conn_options_.connect.password = options_.password;
-  conn_options_.connect.echo = options_.echo;
-  conn_options_.connect.version = kVersion;
+  // What our CONNECT always says: no +OK acks, no pedantic checks, and
+  // asynchronous INFO updates (protocol 1) for connect_urls and lame duck.
+  proto::ConnectOptions& connect = conn_options_.connect;
+  connect.verbose = false;
+  connect.pedantic = false;
+  connect.name = options_.name;
+  connect.lang = "cpp";
+  connect.version = kVersion;
+  connect.protocol = 1;
+  connect.echo = options_.echo;
+  if (!options_.user.empty()) connect.user = options_.user;
+  if (!options_.password.empty()) connect.pass = options_.password;
   conn_options_.connect_timeout = options_.connect_timeout;
   conn_options_.max_control_line = options_.max_control_line;
   conn_options_.max_payload = options_.max_incoming_payload;
@@ -499,9 +506,9 @@ void Engine::OnConnectionReadDone(Connection*) { dispatcher_->PushBatch(&batch_)
 
 void Engine::OnConnectionWritable(Connection*) { Pump(); }
 
-void Engine::HandleServerInfo(const ServerInfo& info) {
+void Engine::HandleServerInfo(const proto::Info& info) {
   server_max_payload_.store(info.max_payload);
-  if (info.has_connect_urls) UpdateAnnounced(info.connect_urls);
+  if (info.connect_urls) UpdateAnnounced(*info.connect_urls);
   if (info.lame_duck && conn_ != nullptr && conn_ready_) {
     Emit(EventType::kLameDuck, conn_->url().ToString(), Status());
     DropConnection(Status(StatusCode::kDisconnected, conn_->url().key() + ": node entered lame duck mode"), true);

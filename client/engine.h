@@ -109,7 +109,7 @@ class Engine : public Connection::Delegate, public std::enable_shared_from_this<
   void UpdateAnnounced(const std::vector<std::string>& urls);
   void PublishKnownServers();
   void HandleMsg(const proto::Op& op);
-  void HandleServerInfo(const ServerInfo& info);
+  void HandleServerInfo(const proto::Info& info);
   // Ends the current (ready) connection: salvage unsent publishes, fail
   // in-flight flushes, tell the pool, and fail over.
   void DropConnection(Status why, bool lame_duck);
