@@ -12,6 +12,7 @@
 #include "client/frame_scanner.h"
 #include "client/node_cache.h"
 #include "client/outbox.h"
+#include "client/thread_owner.h"
 #include "proto/client_writer.h"
 #include "proto/parser.h"
 #include <zmesh/message.h>
@@ -199,6 +200,18 @@ TEST_F(NodeCacheTest, DefaultPathDependsOnConnectStringAndRoot) {
   EXPECT_NE(a, DefaultNodeCachePath("zk2:2181", "/zmesh/prod"));
   EXPECT_NE(a, DefaultNodeCachePath("zk1:2181", "/zmesh/test"));
   EXPECT_NE(a.find("zmesh_prod"), std::string::npos) << a;
+}
+
+// The I/O-thread checks abort on a foreign thread, also in release builds.
+TEST(ThreadOwnerTest, ChecksTheOwningThread) {
+  ThreadOwner owner("Thing");
+  owner.Check();  // the constructing thread owns it
+  EXPECT_DEATH(std::thread([&] { owner.Check(); }).join(), "Thing used outside its I/O thread");
+  std::thread([&] {
+    owner.TakeOver();
+    owner.Check();
+  }).join();
+  EXPECT_DEATH(owner.Check(), "Thing used outside its I/O thread");
 }
 
 TEST(MessageTest, HeadersAndStatus) {
