@@ -219,9 +219,9 @@ void Connection::HandleOp(const proto::Op& op) {
 }
 
 bool Connection::UpdateInfo(std::string_view json) {
-  ServerInfo info;
+  proto::Info info;
   std::string error;
-  if (!ParseServerInfo(json, &info, &error)) {
+  if (!proto::DecodeInfo(json, &info, &error)) {
     Fail(Status(StatusCode::kProtocolError, url_.key() + ": " + error));
     return false;
   }
@@ -276,15 +276,17 @@ void Connection::ContinueTls() {
 }
 
 void Connection::SendConnect() {
-  ConnectFields fields = options_.connect;
+  proto::ConnectOptions connect = options_.connect;
   if (!url_.user.empty()) {
-    fields.user = url_.user;
-    fields.password = url_.password;
+    connect.user = url_.user;
+    connect.pass = url_.password.empty() ? std::nullopt : std::optional<std::string>(url_.password);
   }
-  fields.tls_required = state_ == State::kTlsHandshake;
-  fields.headers = info_.headers;
+  connect.tls_required = state_ == State::kTlsHandshake;
+  // Headers whenever the server speaks them; no_responders needs them.
+  connect.headers = info_.headers;
+  connect.no_responders = info_.headers;
   state_ = State::kAwaitPong;
-  proto::AppendConnect(&wbuf_, EncodeConnect(fields));
+  proto::AppendConnect(&wbuf_, proto::EncodeConnect(connect));
   proto::AppendPing(&wbuf_);
   Flush();
 }

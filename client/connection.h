@@ -33,9 +33,10 @@
 #include <zmesh/options.h>
 #include <zmesh/status.h>
 
-#include "client/server_info.h"
 #include "client/server_url.h"
 #include "client/transport.h"
+#include "proto/connect.h"
+#include "proto/info.h"
 #include "proto/parser.h"
 
 namespace zmesh::client {
@@ -43,7 +44,10 @@ namespace zmesh::client {
 class TlsContext;
 
 struct ConnectionOptions {
-  ConnectFields connect;  // name, credentials, echo; user/password from the URL win
+  // CONNECT as configured (name, credentials, echo, ...). The connection
+  // sets tls_required, headers and no_responders from the handshake, and
+  // user/pass from the URL, which win.
+  proto::ConnectOptions connect;
   std::chrono::milliseconds connect_timeout{2000};
   size_t max_control_line = 64 * 1024;
   int64_t max_payload = 64 << 20;
@@ -98,7 +102,7 @@ class Connection {
   State state() const { return state_; }
   bool ready() const { return state_ == State::kReady; }
   const ServerUrl& url() const { return url_; }
-  const ServerInfo& info() const { return info_; }
+  const proto::Info& info() const { return info_; }
 
  private:
   static void OnReadEvent(evutil_socket_t fd, short what, void* arg);
@@ -126,7 +130,7 @@ class Connection {
   int fd_ = -1;
   std::unique_ptr<Transport> transport_;
   proto::Parser parser_;
-  ServerInfo info_;
+  proto::Info info_;
   std::string rbuf_;
   std::string wbuf_;
   size_t wpos_ = 0;

@@ -47,6 +47,16 @@ void Dispatcher::PushEvent(Event event) {
   PushBatch(&one);
 }
 
+void Dispatcher::Emit(EventType type, std::string url, Status status, std::string subject) {
+  if (!on_event_) return;
+  Event e;
+  e.type = type;
+  e.url = std::move(url);
+  e.status = std::move(status);
+  e.subject = std::move(subject);
+  PushEvent(std::move(e));
+}
+
 bool Dispatcher::WaitIdle(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock<std::mutex> lock(mu_);
   if (!started_) return true;

@@ -41,6 +41,8 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   // Queues items in order; the vector is left empty (its capacity kept).
   void PushBatch(std::vector<Item>* batch);
   void PushEvent(Event event);
+  // Builds and queues a status event (nothing without an event handler).
+  void Emit(EventType type, std::string url, Status status, std::string subject = {});
   // Waits until everything queued before the call has run; false on timeout.
   bool WaitIdle(std::chrono::steady_clock::time_point deadline);
   // Runs the remaining events (not messages) and stops the thread. Joins it

@@ -2,14 +2,14 @@
 
 #include <glog/logging.h>
 
-#include <cctype>
 #include <algorithm>
 #include <chrono>
-#include <nlohmann/json.hpp>
 
 #include "auth/authenticator.h"
 #include "auth/users_file.h"
 #include "auth/permissions.h"
+#include "proto/connect.h"
+#include "proto/msg_framing.h"
 #include "proto/peer_protocol.h"
 #include "proto/subject.h"
 #include "server/interest_observer.h"
@@ -23,43 +23,6 @@ namespace {
 constexpr std::string_view kPong = "PONG\r\n";
 constexpr std::string_view kPing = "PING\r\n";
 constexpr std::string_view kOk = "+OK\r\n";
-// NATS status line of a request that reached no subscriber.
-constexpr std::string_view kNoRespondersHeader = "NATS/1.0 503\r\n\r\n";
-
-// The CONNECT fields nats-server decodes, with the JSON type Go's decoder
-// requires; a present field of another type fails the whole CONNECT.
-enum class FieldType { kBool, kString, kInt };
-struct ConnectField {
-  const char* name;
-  FieldType type;
-};
-constexpr ConnectField kConnectFields[] = {
-    {"verbose", FieldType::kBool},      {"pedantic", FieldType::kBool},   {"tls_required", FieldType::kBool},
-    {"auth_token", FieldType::kString}, {"user", FieldType::kString},     {"pass", FieldType::kString},
-    {"name", FieldType::kString},       {"lang", FieldType::kString},     {"version", FieldType::kString},
-    {"protocol", FieldType::kInt},      {"echo", FieldType::kBool},       {"headers", FieldType::kBool},
-    {"no_responders", FieldType::kBool}, {"sig", FieldType::kString},     {"jwt", FieldType::kString},
-    {"nkey", FieldType::kString},       {"account", FieldType::kString},  {"new_account", FieldType::kBool},
-};
-
-bool TypeMatches(const nlohmann::json& v, FieldType t) {
-  if (v.is_null()) return true;  // Go leaves the field unchanged
-  switch (t) {
-    case FieldType::kBool:
-      return v.is_boolean();
-    case FieldType::kString:
-      return v.is_string();
-    case FieldType::kInt:
-      return v.is_number_integer();
-  }
-  return false;
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 }  // namespace
 
@@ -199,45 +162,30 @@ void ClientConnection::HandleOp(const proto::Op& op) {
 }
 
 void ClientConnection::HandleConnect(std::string_view json_text) {
-  nlohmann::json j = nlohmann::json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_null() && !j.is_discarded()) j = nlohmann::json::object();  // Go decodes `null` as "no change"
-  if (!j.is_object()) {
+  proto::ConnectOptions opts;
+  if (!proto::DecodeConnect(json_text, &opts)) {
     Close(CloseReason::kProtocolViolation, /*flush=*/true);
     return;
   }
-  // Go's decoder matches field names case-insensitively and rejects a known
-  // field of the wrong type; unknown fields are ignored.
-  nlohmann::json fields = nlohmann::json::object();
-  for (auto& [key, value] : j.items()) {
-    const std::string k = Lower(key);
-    for (const ConnectField& f : kConnectFields) {
-      if (k != f.name) continue;
-      if (!TypeMatches(value, f.type)) {
-        Close(CloseReason::kProtocolViolation, /*flush=*/true);
-        return;
-      }
-      if (!value.is_null()) fields[k] = value;
-    }
-  }
-  auto get_bool = [&](const char* k, bool def) { return fields.contains(k) ? fields[k].get<bool>() : def; };
-  auto get_str = [&](const char* k) { return fields.contains(k) ? fields[k].get<std::string>() : std::string(); };
-  verbose_ = get_bool("verbose", verbose_);
-  pedantic_ = get_bool("pedantic", pedantic_);
-  echo_ = get_bool("echo", echo_);
-  no_responders_ = get_bool("no_responders", no_responders_);
-  headers_.store(get_bool("headers", headers_.load()), std::memory_order_relaxed);
+  // Unset options keep what the connection had (nats-server's defaults on
+  // the first CONNECT).
+  verbose_ = opts.verbose.value_or(verbose_);
+  pedantic_ = opts.pedantic.value_or(pedantic_);
+  echo_ = opts.echo.value_or(echo_);
+  no_responders_ = opts.no_responders.value_or(no_responders_);
+  headers_.store(opts.headers.value_or(headers_.load()), std::memory_order_relaxed);
   parser_.set_headers_allowed(headers_supported());
-  name_ = get_str("name");
-  lang_ = get_str("lang");
-  version_ = get_str("version");
-  const int64_t protocol = fields.contains("protocol") ? fields["protocol"].get<int64_t>() : 0;
+  name_ = opts.name.value_or("");
+  lang_ = opts.lang.value_or("");
+  version_ = opts.version.value_or("");
+  const int64_t protocol = opts.protocol.value_or(0);
   protocol_ = protocol;
-  const bool wants_account = !get_str("account").empty() || get_bool("new_account", false);
+  const bool wants_account = !opts.account.value_or("").empty() || opts.new_account.value_or(false);
   connect_received_ = true;
 
   if (auth_required_) {
-    user_ = get_str("user");
-    std::string pass = get_str("pass");
+    user_ = opts.user.value_or("");
+    std::string pass = opts.pass.value_or("");
     auth_pending_ = true;
     RefPtr<ClientConnection> self(this);
     ctx_->authenticator->Verify(user_, std::move(pass), [self, protocol, wants_account](auth::AuthResult r) {
@@ -437,7 +385,7 @@ void ClientConnection::SendNoResponders(std::string_view reply) {
   const MatchResult* r = worker()->match_cache().Lookup(reply);
   for (Subscription* sub : r->plain) {
     if (sub->owner() != this || sub->closed()) continue;
-    Message status{reply, {}, kNoRespondersHeader, static_cast<int64_t>(kNoRespondersHeader.size())};
+    Message status{reply, {}, proto::kNoRespondersHeaders, static_cast<int64_t>(proto::kNoRespondersHeaders.size())};
     ctx_->router.DeliverToClient(worker(), sub, status);
     return;
   }

@@ -1,11 +1,6 @@
 #include "server/info_builder.h"
 
-#include <nlohmann/json.hpp>
-
 namespace zmesh::server {
-namespace {
-std::string Quote(const std::string& s) { return nlohmann::json(s).dump(); }
-}  // namespace
 
 InfoBuilder::InfoBuilder(InfoStatic fields) : fields_(std::move(fields)) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -13,41 +8,42 @@ InfoBuilder::InfoBuilder(InfoStatic fields) : fields_(std::move(fields)) {
 }
 
 void InfoBuilder::Rebuild() {
-  auto s = std::make_shared<Snapshot>();
-  s->head = "INFO {\"server_id\":" + Quote(fields_.server_id) + ",\"server_name\":" + Quote(fields_.server_name) +
-            ",\"version\":" + Quote(fields_.version) + ",\"proto\":1,\"host\":" + Quote(fields_.host) +
-            ",\"port\":" + std::to_string(fields_.port) + ",\"headers\":true";
-  if (fields_.auth_required) s->head += ",\"auth_required\":true";
-  if (fields_.tls_required) s->head += ",\"tls_required\":true";
-  if (fields_.tls_verify) s->head += ",\"tls_verify\":true";
-  s->head += ",\"max_payload\":" + std::to_string(fields_.max_payload);
-  if (!connect_urls_.empty()) s->tail += ",\"connect_urls\":" + nlohmann::json(connect_urls_).dump();
-  if (lame_duck_) s->tail += ",\"ldm\":true";
-  s->tail += ",\"zmesh_version\":" + Quote(fields_.zmesh_version);
-  snapshot_ = std::move(s);
+  proto::Info info;
+  info.server_id = fields_.server_id;
+  info.server_name = fields_.server_name;
+  info.version = fields_.version;
+  info.proto = 1;  // we send INFO updates (connect_urls, ldm)
+  info.host = fields_.host;
+  info.port = fields_.port;
+  info.headers = true;
+  info.auth_required = fields_.auth_required;
+  info.tls_required = fields_.tls_required;
+  info.tls_verify = fields_.tls_verify;
+  info.max_payload = fields_.max_payload;
+  // Like nats-server, no connect_urls at all rather than an empty list.
+  if (!connect_urls_.empty()) info.connect_urls = connect_urls_;
+  info.lame_duck = lame_duck_;
+  info.zmesh_version = fields_.zmesh_version;
+  snapshot_ = std::make_shared<const proto::InfoLineParts>(proto::EncodeInfoLineParts(info));
 }
 
 std::string InfoBuilder::ForClient(uint64_t client_id, const std::string& client_ip) const {
-  std::shared_ptr<const Snapshot> s;
+  std::shared_ptr<const proto::InfoLineParts> s;
   {
     std::lock_guard<std::mutex> lock(mu_);
     s = snapshot_;
   }
-  std::string line;
-  line.reserve(s->head.size() + s->tail.size() + 64);
-  line += s->head;
-  line += ",\"client_id\":";
-  line += std::to_string(client_id);
-  line += ",\"client_ip\":";
-  line += Quote(client_ip);
-  line += s->tail;
-  line += "} \r\n";
-  return line;
+  return proto::JoinInfoLine(*s, client_id, client_ip);
 }
 
 std::string InfoBuilder::Broadcast() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return snapshot_->head + snapshot_->tail + "} \r\n";
+  return proto::JoinInfoLine(*snapshot_, 0, {});
+}
+
+InfoStatic InfoBuilder::fields() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return fields_;
 }
 
 void InfoBuilder::set_connect_urls(std::vector<std::string> urls) {

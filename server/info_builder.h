@@ -1,11 +1,11 @@
 #pragma once
 
-// Builds the INFO line sent to each client: nats-server's fields, in its
-// order, with omitempty semantics, plus connect_urls (the client URLs of all
-// live mesh nodes) and ldm (lame duck) when set.
+// Keeps the INFO line sent to each client (proto/info.h encodes it): the
+// node's fixed fields, plus connect_urls (the client URLs of all live mesh
+// nodes) and ldm (lame duck) when set.
 //
 // Threading: all methods are safe from any thread; the mutable parts
-// (connect_urls, lame duck) are swapped under a mutex and read as an
+// (connect_urls, lame duck, port) are swapped under a mutex and read as an
 // immutable snapshot.
 
 #include <cstdint>
@@ -14,8 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "proto/info.h"
+
 namespace zmesh::server {
 
+// The node's own INFO fields: who it is and what it requires.
 struct InfoStatic {
   std::string server_id;
   std::string server_name;
@@ -39,23 +42,23 @@ class InfoBuilder {
   // or lame duck mode changes.
   std::string Broadcast() const;
 
+  // The node's identity as INFO states it (the port once bound), for
+  // monitoring.
+  InfoStatic fields() const;
+
   void set_connect_urls(std::vector<std::string> urls);
   std::vector<std::string> connect_urls() const;
   void set_lame_duck(bool ldm);
   void set_port(int port);
 
  private:
-  struct Snapshot {
-    std::string head;  // "INFO {" ... up to and including max_payload
-    std::string tail;  // ,"connect_urls":[...],"ldm":true
-  };
   void Rebuild();  // requires mu_
 
   mutable std::mutex mu_;
   InfoStatic fields_;
   std::vector<std::string> connect_urls_;
   bool lame_duck_ = false;
-  std::shared_ptr<const Snapshot> snapshot_;
+  std::shared_ptr<const proto::InfoLineParts> snapshot_;
 };
 
 }  // namespace zmesh::server

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "auth/permissions.h"
+#include "proto/msg_framing.h"
 #include "proto/peer_protocol.h"
 #include "server/client_connection.h"
 #include "server/io_worker.h"
@@ -43,56 +44,9 @@ class FastRandom {
 };
 thread_local FastRandom t_random;
 
-// The wire form of one message, built once per publish; only the sid differs
-// between subscribers. HMSG for clients that speak headers, MSG (headers
-// stripped) for those that do not.
-class MsgFrame {
- public:
-  explicit MsgFrame(const Message& m) : m_(m) {}
-
-  // Fills `out` (7 entries) for one subscriber; returns the piece count.
-  size_t Pieces(bool headers_capable, std::string_view sid, std::string_view* out) {
-    const bool hmsg = headers_capable && m_.has_headers();
-    std::string& tail = hmsg ? hmsg_tail_ : msg_tail_;
-    if (tail.empty()) BuildTail(hmsg, &tail);
-    out[0] = hmsg ? std::string_view("HMSG ") : std::string_view("MSG ");
-    out[1] = m_.subject;
-    out[2] = " ";
-    out[3] = sid;
-    out[4] = tail;
-    out[5] = hmsg ? m_.payload : m_.body();
-    out[6] = "\r\n";
-    return 7;
-  }
-
-  size_t payload_size(bool headers_capable) const {
-    return (headers_capable && m_.has_headers()) ? m_.payload.size() : m_.body().size();
-  }
-
- private:
-  void BuildTail(bool hmsg, std::string* tail) const {
-    if (!m_.reply.empty()) {
-      *tail += ' ';
-      tail->append(m_.reply);
-    }
-    *tail += ' ';
-    if (hmsg) {
-      *tail += std::to_string(m_.header_size);
-      *tail += ' ';
-      *tail += std::to_string(m_.payload.size());
-    } else {
-      *tail += std::to_string(m_.body().size());
-    }
-    *tail += "\r\n";
-  }
-
-  const Message& m_;
-  std::string msg_tail_;
-  std::string hmsg_tail_;
-};
-
 // `source`, when a local client, is told when this delivery should slow it down.
-bool Deliver(IoWorker* worker, Subscription* sub, MsgFrame& frame, const Message& msg, ClientConnection* source) {
+bool Deliver(IoWorker* worker, Subscription* sub, proto::MsgFrame& frame, const Message& msg,
+             ClientConnection* source) {
   if (sub->closed()) return false;
   auto* client = static_cast<ClientConnection*>(sub->owner());
   const uint64_t max = sub->max_msgs();
@@ -107,7 +61,7 @@ bool Deliver(IoWorker* worker, Subscription* sub, MsgFrame& frame, const Message
     return false;
   }
   const bool headers = client->headers_supported();
-  std::string_view pieces[7];
+  std::string_view pieces[proto::MsgFrame::kMaxPieces];
   const size_t count = frame.Pieces(headers, sub->sid(), pieces);
   const size_t payload = frame.payload_size(headers);
   size_t pending = 0;
@@ -191,13 +145,13 @@ bool Eligible(const Subscription* sub, const ClientConnection* source) {
 }  // namespace
 
 bool Router::DeliverToClient(IoWorker* worker, Subscription* sub, const Message& msg) {
-  MsgFrame frame(msg);
+  proto::MsgFrame frame(msg.subject, msg.reply, msg.payload, msg.header_size);
   return Deliver(worker, sub, frame, msg, nullptr);
 }
 
 bool Router::PublishFromClient(IoWorker* worker, ClientConnection* source, const Message& msg) {
   const MatchResult* result = worker->match_cache().Lookup(msg.subject);
-  MsgFrame frame(msg);
+  proto::MsgFrame frame(msg.subject, msg.reply, msg.payload, msg.header_size);
   PeerTargets peers;
   bool delivered = false;
   // A subject or reply that peers would refuse (a non-pedantic client may
@@ -229,7 +183,7 @@ bool Router::PublishFromClient(IoWorker* worker, ClientConnection* source, const
 
 void Router::PublishFromPeer(IoWorker* worker, const Message& msg, const std::vector<std::string_view>& queues) {
   const MatchResult* result = worker->match_cache().Lookup(msg.subject);
-  MsgFrame frame(msg);
+  proto::MsgFrame frame(msg.subject, msg.reply, msg.payload, msg.header_size);
   for (Subscription* sub : result->plain) {
     if (!sub->remote() && !sub->closed()) Deliver(worker, sub, frame, msg, nullptr);
   }

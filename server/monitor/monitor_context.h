@@ -53,8 +53,8 @@ struct ServerIdentity {
   int64_t max_payload = 0;
 };
 
-// Reads the identity from ServerContext (its INFO line: InfoBuilder keeps
-// the fields private and the line is their public form). Any thread.
+// Reads the identity from ServerContext: the fields its INFO line is
+// encoded from, and the node id. Any thread.
 ServerIdentity IdentityOf(const ServerContext& ctx);
 
 struct MonitorContext {

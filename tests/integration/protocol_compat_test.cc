@@ -338,6 +338,9 @@ std::vector<CompatCase> Cases() {
        .after = After::kClosed},
       {.name = "ConnectProtocolWrongType", .input = {"CONNECT {\"protocol\":\"1\"}\r\n"},
        .after = After::kClosed},
+      // An integer Go's int cannot hold fails decoding, like a wrong type.
+      {.name = "ConnectProtocolOverflow", .input = {"CONNECT {\"protocol\":18446744073709551615}\r\n"},
+       .after = After::kClosed},
       // JSON null changes nothing: still verbose (the pre-CONNECT default), so +OK.
       {.name = "ConnectJsonNull", .input = {"CONNECT null\r\n"}, .expect = {kOk}},
       // Protocol versions other than 0 and 1 are refused with an -ERR.

@@ -236,7 +236,9 @@ TEST(ClientFailoverTest, LameDuckAnnouncementMovesTheClient) {
   std::shared_ptr<Subscription> sub;
   ASSERT_TRUE(c->SubscribeSync("x", &sub).ok());
   const int first = ConnectedTo(*c, servers);
-  servers[first]->SendInfo("\"ldm\":true");
+  proto::Info leaving = servers[first]->info();
+  leaving.lame_duck = true;
+  servers[first]->SendInfo(leaving);
   ASSERT_TRUE(WaitFor(kWait, [&] { return c->connected() && ConnectedTo(*c, servers) == 1 - first; }));
   ASSERT_TRUE(c->Flush(kWait).ok());
   EXPECT_EQ(servers[1 - first]->LogWith("SUB"), std::vector<std::string>{"SUB x " + std::to_string(sub->sid())});

@@ -8,8 +8,9 @@
 
 #include <cstring>
 #include <future>
-#include <sstream>
 
+#include "proto/connect.h"
+#include "proto/msg_framing.h"
 #include "proto/parser.h"
 #include "proto/subject.h"
 
@@ -113,7 +114,7 @@ void FakeServer::SendToAll(const std::string& bytes) {
   });
 }
 
-void FakeServer::SendInfo(const std::string& extra) { SendToAll(InfoLine(extra)); }
+void FakeServer::SendInfo(const proto::Info& info) { SendToAll(proto::EncodeInfoLine(info)); }
 
 void FakeServer::Inject(const std::string& subject, const std::string& payload) {
   Post([this, subject, payload] { Route(subject, "", "", payload, nullptr); });
@@ -144,23 +145,19 @@ void FakeServer::ClearLog() {
   log_.clear();
 }
 
-std::string FakeServer::InfoLine(const std::string& extra) const {
-  if (!config_.raw_info.empty() && extra.empty()) return config_.raw_info;
-  std::ostringstream os;
-  os << "INFO {\"server_id\":\"" << config_.name << "\",\"server_name\":\"" << config_.name
-     << "\",\"version\":\"2.9.10\",\"proto\":1,\"headers\":" << (config_.headers ? "true" : "false")
-     << ",\"max_payload\":" << config_.max_payload
-     << ",\"auth_required\":" << (config_.user.empty() ? "false" : "true");
-  if (!config_.connect_urls.empty()) {
-    os << ",\"connect_urls\":[";
-    for (size_t i = 0; i < config_.connect_urls.size(); ++i) {
-      os << (i ? "," : "") << "\"" << config_.connect_urls[i] << "\"";
-    }
-    os << "]";
-  }
-  if (!extra.empty()) os << "," << extra;
-  os << "}\r\n";
-  return os.str();
+proto::Info FakeServer::info() const {
+  proto::Info info;
+  info.server_id = config_.name;
+  info.server_name = config_.name;
+  info.version = "2.9.10";
+  info.proto = 1;
+  info.host = "127.0.0.1";
+  info.port = port_;
+  info.headers = config_.headers;
+  info.auth_required = !config_.user.empty();
+  info.max_payload = config_.max_payload;
+  if (!config_.connect_urls.empty()) info.connect_urls = config_.connect_urls;
+  return info;
 }
 
 void FakeServer::Send(Conn* c, const std::string& bytes) {
@@ -191,7 +188,7 @@ void FakeServer::Accept() {
       std::lock_guard<std::mutex> lock(mu_);
       ++open_;
     }
-    Send(c.get(), InfoLine(""));
+    Send(c.get(), config_.raw_info.empty() ? proto::EncodeInfoLine(info()) : config_.raw_info);
     conns_.push_back(std::move(c));
   }
 }
@@ -285,11 +282,16 @@ void FakeServer::HandleLine(Conn* c, const std::string& line, const std::string*
   if (op == "CONNECT") {
     const std::string json = line.substr(8);
     log("CONNECT " + json);
-    c->headers = json.find("\"headers\":true") != std::string::npos;
-    c->no_responders = json.find("\"no_responders\":true") != std::string::npos;
+    proto::ConnectOptions opts;
+    if (!proto::DecodeConnect(json, &opts)) {
+      ::close(c->fd);  // as a real server: a malformed CONNECT ends the connection
+      c->fd = -1;
+      return;
+    }
+    c->headers = opts.headers.value_or(false);
+    c->no_responders = opts.no_responders.value_or(false);
     if (!config_.user.empty()) {
-      const bool ok = json.find("\"user\":\"" + config_.user + "\"") != std::string::npos &&
-                      json.find("\"pass\":\"" + config_.password + "\"") != std::string::npos;
+      const bool ok = opts.user == config_.user && opts.pass == config_.password;
       if (!ok) {
         Send(c, "-ERR 'Authorization Violation'\r\n");
         ::close(c->fd);
@@ -361,12 +363,9 @@ void FakeServer::Route(const std::string& subject, const std::string& reply, con
       if (!s.queue.empty()) queue_served[s.queue] = true;
       std::string msg;
       if (headers.empty()) {
-        msg = "MSG " + subject + " " + it->first + (reply.empty() ? "" : " " + reply) + " " +
-              std::to_string(payload.size()) + "\r\n" + payload + "\r\n";
+        proto::AppendMsg(&msg, subject, it->first, reply, payload);
       } else {
-        msg = "HMSG " + subject + " " + it->first + (reply.empty() ? "" : " " + reply) + " " +
-              std::to_string(headers.size()) + " " + std::to_string(headers.size() + payload.size()) + "\r\n" +
-              headers + payload + "\r\n";
+        proto::AppendHMsg(&msg, subject, it->first, reply, headers, payload);
       }
       Send(c.get(), msg);
       delivered = true;
@@ -381,9 +380,9 @@ void FakeServer::Route(const std::string& subject, const std::string& reply, con
   if (!delivered && from != nullptr && !reply.empty() && from->headers && from->no_responders) {
     for (auto& [sid, s] : from->subs) {
       if (!proto::SubjectMatches(s.subject, reply)) continue;
-      const std::string hdr = "NATS/1.0 503\r\n\r\n";
-      Send(from, "HMSG " + reply + " " + sid + " " + std::to_string(hdr.size()) + " " + std::to_string(hdr.size()) +
-                     "\r\n" + hdr + "\r\n");
+      std::string msg;
+      proto::AppendHMsg(&msg, reply, sid, "", proto::kNoRespondersHeaders, "");
+      Send(from, msg);
       break;
     }
   }

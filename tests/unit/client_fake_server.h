@@ -23,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include "proto/info.h"
+
 namespace zmesh::client::testing {
 
 struct FakeServerConfig {
@@ -58,8 +60,10 @@ class FakeServer {
   void SetAnswerPings(bool answer);
   // Sends raw bytes to every connected client.
   void SendToAll(const std::string& bytes);
-  // Sends an INFO with `extra` JSON members (e.g. "\"ldm\":true") to all.
-  void SendInfo(const std::string& extra);
+  // The INFO this server sends on accept (unless raw_info is set).
+  proto::Info info() const;
+  // Sends `info` (e.g. info() with lame_duck set) to every connected client.
+  void SendInfo(const proto::Info& info);
   // Publishes as if another client had: MSG to every matching subscription.
   void Inject(const std::string& subject, const std::string& payload);
 
@@ -85,7 +89,6 @@ class FakeServer {
   void Route(const std::string& subject, const std::string& reply, const std::string& headers,
              const std::string& payload, Conn* from);
   void Send(Conn* c, const std::string& bytes);
-  std::string InfoLine(const std::string& extra) const;
 
   const Config config_;
   uint16_t port_ = 0;

@@ -12,7 +12,7 @@
 #include "client/frame_scanner.h"
 #include "client/node_cache.h"
 #include "client/outbox.h"
-#include "client/server_info.h"
+#include "client/thread_owner.h"
 #include "proto/client_writer.h"
 #include "proto/parser.h"
 #include <zmesh/message.h>
@@ -202,35 +202,16 @@ TEST_F(NodeCacheTest, DefaultPathDependsOnConnectStringAndRoot) {
   EXPECT_NE(a.find("zmesh_prod"), std::string::npos) << a;
 }
 
-TEST(ServerInfoTest, ParsesFieldsAndToleratesWrongTypes) {
-  ServerInfo info;
-  std::string error;
-  ASSERT_TRUE(ParseServerInfo(
-      R"({"server_id":"x","headers":true,"max_payload":1024,"tls_required":true,"ldm":true,"connect_urls":["a:1",5,"b:2"]})",
-      &info, &error));
-  EXPECT_TRUE(info.headers);
-  EXPECT_TRUE(info.tls_required);
-  EXPECT_TRUE(info.lame_duck);
-  EXPECT_EQ(info.max_payload, 1024);
-  EXPECT_EQ(info.connect_urls, (std::vector<std::string>{"a:1", "b:2"}));
-  ASSERT_TRUE(ParseServerInfo(R"({"headers":"yes","max_payload":"big","connect_urls":{}})", &info, &error));
-  EXPECT_FALSE(info.headers);
-  EXPECT_EQ(info.max_payload, -1);
-  EXPECT_FALSE(info.has_connect_urls);
-  EXPECT_FALSE(ParseServerInfo("nope", &info, &error));
-  EXPECT_FALSE(ParseServerInfo("[1]", &info, &error));
-  EXPECT_FALSE(ParseServerInfo(std::string(100000, '{'), &info, &error));
-}
-
-TEST(ServerInfoTest, ConnectEscapesCredentials) {
-  ConnectFields f;
-  f.user = "a\"b";
-  f.password = "p\\w\n";
-  f.name = std::string("bad\xff utf8");
-  const std::string json = EncodeConnect(f);
-  EXPECT_NE(json.find(R"("user":"a\"b")"), std::string::npos) << json;
-  EXPECT_NE(json.find(R"("pass":"p\\w\n")"), std::string::npos) << json;
-  EXPECT_NE(json.find(R"("no_responders":true)"), std::string::npos);
+// The I/O-thread checks abort on a foreign thread, also in release builds.
+TEST(ThreadOwnerTest, ChecksTheOwningThread) {
+  ThreadOwner owner("Thing");
+  owner.Check();  // the constructing thread owns it
+  EXPECT_DEATH(std::thread([&] { owner.Check(); }).join(), "Thing used outside its I/O thread");
+  std::thread([&] {
+    owner.TakeOver();
+    owner.Check();
+  }).join();
+  EXPECT_DEATH(owner.Check(), "Thing used outside its I/O thread");
 }
 
 TEST(MessageTest, HeadersAndStatus) {
