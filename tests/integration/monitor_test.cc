@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -170,7 +171,13 @@ Scrape ParseExposition(const std::string& text) {
       const bool total = std::string(m[1]).ends_with("_total");
       EXPECT_EQ(total, m[2] == "counter") << line;
     } else if (std::regex_match(line, m, kSample)) {
-      EXPECT_TRUE(s.types.count(m[1])) << "sample of an undeclared family: " << line;
+      // A histogram's samples are <family>_bucket, _sum and _count.
+      std::string family = m[1];
+      for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+        const std::string base = family.substr(0, family.size() - std::min(family.size(), std::strlen(suffix)));
+        if (family.ends_with(suffix) && s.types.count(base) && s.types[base] == "histogram") family = base;
+      }
+      EXPECT_TRUE(s.types.count(family)) << "sample of an undeclared family: " << line;
       const std::string key = std::string(m[1]) + std::string(m[2]);
       EXPECT_TRUE(s.samples.emplace(key, std::stod(m[3])).second) << "duplicate series " << key;
     } else {
