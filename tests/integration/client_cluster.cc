@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "tests/support/server_checks.h"
 #include "tests/support/server_under_test.h"
 #include "tests/support/wait_for.h"
 #include "tests/support/zookeeper_server.h"
@@ -53,6 +54,20 @@ NodeCluster::NodeCluster(Kind kind, int size, std::string zk_connect, std::strin
 }
 
 NodeCluster::~NodeCluster() {
+  if (kind_ == Kind::kZmesh) {
+    // zmesh-server is ours: it must stop cleanly and report no sanitizer
+    // finding (tests/support/server_checks.h). Every run of node i appends
+    // to one log.
+    std::vector<Process*> running;
+    for (Node& n : nodes_) running.push_back(n.process.get());
+    TerminateForTeardown(running, std::chrono::milliseconds(0));
+    for (int i = 0; i < size(); ++i) {
+      const Node& n = nodes_[static_cast<size_t>(i)];
+      if (!n.process) continue;
+      ExpectCleanEnd("n" + std::to_string(i + 1), *n.process);
+      ExpectNoSanitizerReports("n" + std::to_string(i + 1), n.process->log_path());
+    }
+  }
   for (Node& n : nodes_) {  // SIGKILL by PID, reaped
     n.registrar.reset();
     n.process.reset();
@@ -91,6 +106,8 @@ std::vector<std::string> NodeCluster::Argv(int i) const {
 
 bool NodeCluster::StartNode(int i, std::string* error) {
   Node& n = nodes_[static_cast<size_t>(i)];
+  // A restart replaces the Process and with it the last run's exit status.
+  if (kind_ == Kind::kZmesh && n.process) ExpectCleanEnd("n" + std::to_string(i + 1), *n.process);
   n.process = std::make_unique<Process>();
   const std::string log = dir_ + "/node" + std::to_string(i + 1) + ".log";
   if (!n.process->Start(Argv(i), log, error, {"GLOG_logtostderr=1"})) return false;

@@ -22,6 +22,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/server_checks.h"
 #include "tests/support/wait_for.h"
 
 namespace zmesh::testing {
@@ -218,18 +219,18 @@ MeshCluster::MeshCluster(MeshOptions options) : options_(std::move(options)), zk
 }
 
 MeshCluster::~MeshCluster() {
+  // SIGTERM to all at once, so that a graceful leave of one does not make the
+  // others log errors while they are being stopped one by one; the second
+  // SIGTERM right after keeps teardown from waiting out each lame duck.
+  std::vector<Process*> running;
+  for (Node& n : nodes_) running.push_back(n.process.get());
+  TerminateForTeardown(running, milliseconds(0));
+  for (Node& n : nodes_) {
+    if (n.process) ExpectCleanEnd(n.id, *n.process);
+    // Every run of the node appended to this one log.
+    if (n.process || std::filesystem::exists(n.log_path)) ExpectNoSanitizerReports(n.id, n.log_path);
+  }
   const bool failed = ::testing::Test::HasFailure();
-  // SIGTERM to all first, so that a graceful leave of one does not make the
-  // others log errors while they are being stopped one by one.
-  for (Node& n : nodes_) {
-    if (n.process && n.process->Running()) n.process->Signal(SIGCONT);  // a test may have stopped it
-  }
-  for (Node& n : nodes_) {
-    if (n.process && n.process->Running()) n.process->Signal(SIGTERM);
-  }
-  for (Node& n : nodes_) {
-    if (n.process) n.process->Stop(std::chrono::seconds(5));
-  }
   if (failed) {
     for (int i = 0; i < size(); ++i) {
       std::cerr << "---- " << nodes_[static_cast<size_t>(i)].id << " log tail ("
@@ -301,6 +302,9 @@ bool MeshCluster::Launch(int i, std::string* error) {
     *error = n.id + " is already running";
     return false;
   }
+  // A restart replaces the Process, and with it the previous run's exit
+  // status: judge that run now.
+  if (n.process) ExpectCleanEnd(n.id, *n.process);
   std::error_code ec;
   std::filesystem::remove(n.ports_path, ec);  // a restart must not read the old one
   if (n.spec.client_port == 0) n.client_port = 0;
@@ -365,7 +369,9 @@ void MeshCluster::Stop(int i) {
   Node& n = node(i);
   if (!n.process) return;
   n.process->Signal(SIGCONT);
-  n.process->Stop(std::chrono::seconds(5));
+  // Generous: running out of it is now a failure (server_checks.h), and a
+  // sanitizer build's exit (leak check) is slow on a loaded machine.
+  n.process->Stop(std::chrono::seconds(15));
 }
 
 bool MeshCluster::Signal(int i, int sig) {

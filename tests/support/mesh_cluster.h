@@ -125,8 +125,10 @@ class MeshCluster {
   };
 
   explicit MeshCluster(MeshOptions options);
-  // Stops every node (SIGTERM, SIGKILL after a bound). When the current test
-  // failed: keeps the directory and prints the tail of every node's log.
+  // Stops every node (SIGTERM, SIGKILL after a bound). Every run of every
+  // node must have ended cleanly and logged no sanitizer report
+  // (tests/support/server_checks.h), else the test fails. When the current
+  // test failed: keeps the directory and prints the tail of every node's log.
   ~MeshCluster();
   MeshCluster(const MeshCluster&) = delete;
   MeshCluster& operator=(const MeshCluster&) = delete;

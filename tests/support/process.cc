@@ -34,6 +34,8 @@ bool Process::Start(const std::vector<std::string>& argv, const std::string& log
   }
   log_path_ = log_path;
   status_.reset();
+  launched_ = false;
+  killed_on_purpose_ = false;
 
   // Everything the child needs is prepared before fork: after fork only
   // async-signal-safe calls are allowed (the test runner may have threads).
@@ -98,12 +100,15 @@ bool Process::Start(const std::vector<std::string>& argv, const std::string& log
     *error = "exec " + argv[0] + ": " + strerror(child_errno);
     return false;
   }
+  launched_ = true;
   return true;
 }
 
 bool Process::Signal(int sig) {
   if (!Running()) return false;
-  return ::kill(pid_, sig) == 0;
+  if (::kill(pid_, sig) != 0) return false;
+  if (sig == SIGKILL) killed_on_purpose_ = true;
+  return true;
 }
 
 bool Process::Running() {
@@ -127,7 +132,9 @@ std::optional<int> Process::Stop(std::chrono::milliseconds grace) {
   if (!running_) return status_;
   Signal(SIGTERM);
   if (std::optional<int> status = WaitExit(grace)) return status;
-  Signal(SIGKILL);
+  // Not through Signal(): this SIGKILL is the harness giving up, not the
+  // test's intent, and must not excuse the exit status.
+  if (Running()) ::kill(pid_, SIGKILL);
   return WaitExit(std::chrono::seconds(10));
 }
 

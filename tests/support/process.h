@@ -37,8 +37,17 @@ class Process {
   const std::string& log_path() const { return log_path_; }
 
   // Sends `sig` to the child. False if it is not running (never signals a
-  // reaped PID, which the kernel may have reused).
+  // reaped PID, which the kernel may have reused). A SIGKILL sent here is
+  // the caller's intent (kill -9 tests), so it marks killed_on_purpose();
+  // Stop()'s escalation to SIGKILL does not.
   bool Signal(int sig);
+
+  // True once Start() executed the program (until the next Start()).
+  bool launched() const { return launched_; }
+  // True when the caller sent SIGKILL through Signal() since Start().
+  bool killed_on_purpose() const { return killed_on_purpose_; }
+  // Wait status once the child was reaped; nullopt while it runs.
+  std::optional<int> exit_status() const { return running_ ? std::nullopt : status_; }
 
   // Waits up to `timeout` for the child to exit; returns its wait status
   // (use WIFEXITED/WEXITSTATUS/WIFSIGNALED) or nullopt on timeout. Once reaped,
@@ -65,6 +74,8 @@ class Process {
 
   pid_t pid_ = -1;
   bool running_ = false;
+  bool launched_ = false;
+  bool killed_on_purpose_ = false;
   std::optional<int> status_;
   std::string log_path_;
 };

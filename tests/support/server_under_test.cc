@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/server_checks.h"
 #include "tests/support/wait_for.h"
 
 namespace zmesh::testing {
@@ -167,7 +168,16 @@ ServerUnderTest::ServerUnderTest(Target target) : target_(target) {
 }
 
 ServerUnderTest::~ServerUnderTest() {
-  Stop();
+  if (target_ == Target::kZmesh) {
+    // Lame duck is short here (BuildArgv), so the first SIGTERM normally ends
+    // it; a test that set a long one still gets a clean, prompt stop from the
+    // second SIGTERM.
+    TerminateForTeardown({&process_}, milliseconds(5000));
+    ExpectCleanEnd(log_path_, process_);
+    ExpectNoSanitizerReports(log_path_, log_path_);
+  } else {
+    Stop();
+  }
   // A server shared by a test suite is destroyed in TearDownTestSuite, after
   // the failing test: keep its log if any test of the suite failed.
   const ::testing::TestSuite* suite = ::testing::UnitTest::GetInstance()->current_test_suite();
@@ -304,6 +314,9 @@ bool ServerUnderTest::WaitReady(milliseconds timeout, std::string* why) {
 
 bool ServerUnderTest::Start(const ServerOptions& options, std::source_location loc) {
   options_ = options;
+  // A restart: the previous run's exit status is forgotten by the next
+  // Process::Start, so judge it now (its log is kept and scanned at the end).
+  if (target_ == Target::kZmesh && process_.exit_status()) ExpectCleanEnd(log_path_, process_, loc);
   if (dir_.empty()) {
     ADD_FAILURE_AT(loc.file_name(), static_cast<int>(loc.line())) << "mkdtemp failed";
     return false;
@@ -334,7 +347,10 @@ bool ServerUnderTest::Start(const ServerOptions& options, std::source_location l
   return false;
 }
 
-std::optional<int> ServerUnderTest::Stop() { return process_.Stop(milliseconds(5000)); }
+// Generous: for zmesh-server, running out of it is a failure at teardown
+// (server_checks.h), and a sanitizer build's exit (leak check) is slow on a
+// loaded machine.
+std::optional<int> ServerUnderTest::Stop() { return process_.Stop(milliseconds(15000)); }
 
 bool ServerUnderTest::ReloadUsers(const std::vector<UserSpec>& users) {
   options_.users = users;

@@ -87,8 +87,10 @@ class ServerUnderTest {
   explicit ServerUnderTest(Target target = TargetFromEnv());
   ServerUnderTest(const ServerUnderTest&) = delete;
   ServerUnderTest& operator=(const ServerUnderTest&) = delete;
-  // Stops the server. If the current test failed, prints the tail of the
-  // server log and keeps its directory for inspection.
+  // Stops the server. zmesh-server must end cleanly and its log must hold no
+  // sanitizer report (tests/support/server_checks.h), else the test fails.
+  // If the current test failed, prints the tail of the server log and keeps
+  // its directory for inspection.
   ~ServerUnderTest();
 
   // Writes the users file / config, starts the server and waits (bounded)
