@@ -7,6 +7,12 @@
 #      compat suites validated against nats-server), fuzz corpus replay;
 #   3. the same suites under ASan+UBSan (-O1 -g1, assertions on);
 #   4. each libFuzzer target for a bounded time (clang).
+# Every stage runs even when an earlier one failed, so that one run shows all
+# that is broken; the last line is the tally a CI reader parses,
+#   N passed, M failed
+# counting each ctest test of every build tree and each fuzz target (a build
+# that fails counts as one failure, or as each fuzz target it stopped). The
+# exit status is non-zero when anything failed.
 # Options (environment):
 #   JOBS=N           parallel build jobs (default: cores)
 #   CTEST_JOBS=N     parallel test processes (default 2)
@@ -14,30 +20,69 @@
 #   SKIP_SANITIZERS=1  skip step 3 (local iterations only; CI runs it)
 #   TSAN=1           also build and run unit + integration tests under TSan
 #   BUILD_ROOT=DIR   where build trees go (default: build-ci/ in the repo)
-set -euo pipefail
+# No -e: a failing stage must not end the run before the tally (each stage
+# checks its own commands and counts).
+set -uo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
 jobs=${JOBS:-$(nproc)}
 ctest_jobs=${CTEST_JOBS:-2}
 fuzz_seconds=${FUZZ_SECONDS:-30}
 build_root=${BUILD_ROOT:-$root/build-ci}
+# libFuzzer targets run in step 4, one name a line: the CMake target
+# <name>_fuzzer (tests/fuzz/), seeded from tests/fuzz/corpus/<name>/.
+fuzz_targets=(
+  parser
+  peer_frames
+  peer_session
+)
+
+passed=0
+failed=0
+failures=()
 
 step() { printf '\n=== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
+fail() { failed=$((failed + $2)); failures+=("$1"); printf '*** FAILED: %s\n' "$1"; }
 
 step "dependencies"
-scripts/install-deps.sh
+scripts/install-deps.sh || fail "dependencies (scripts/install-deps.sh)" 1
 
-# Each build tree: configure, build, run every test label.
+# Each build tree: configure, build, run every test label, count the tests.
 build_and_test() {
   local name=$1; shift
   local dir=$build_root/$name
   step "$name: configure"
-  cmake -S "$root" -B "$dir" -G Ninja "$@" >/dev/null
+  if ! cmake -S "$root" -B "$dir" -G Ninja "$@" >/dev/null; then
+    fail "$name: configure" 1
+    return
+  fi
   step "$name: build"
-  cmake --build "$dir" -j "$jobs"
+  if ! cmake --build "$dir" -j "$jobs"; then
+    fail "$name: build" 1
+    return
+  fi
   step "$name: tests"
-  ctest --test-dir "$dir" --output-on-failure -j "$ctest_jobs" --timeout 900
+  local log=$dir/ctest-output.log
+  mkdir -p "$dir"
+  ctest --test-dir "$dir" --output-on-failure -j "$ctest_jobs" --timeout 900 2>&1 | tee "$log"
+  local status=${PIPESTATUS[0]}
+  # ctest's own tally: "95% tests passed, 2 tests failed out of 42".
+  local tally
+  tally=$(grep -Eo '[0-9]+ tests failed out of [0-9]+' "$log" | tail -n 1)
+  if [ -z "$tally" ]; then
+    fail "$name: ctest ran no test or did not finish (exit $status)" 1
+    return
+  fi
+  local n_failed n_total
+  n_failed=$(echo "$tally" | awk '{print $1}')
+  n_total=$(echo "$tally" | awk '{print $NF}')
+  passed=$((passed + n_total - n_failed))
+  if [ "$n_failed" -gt 0 ]; then
+    fail "$name: $n_failed of $n_total ctest tests" "$n_failed"
+  elif [ "$status" -ne 0 ]; then
+    fail "$name: ctest exited $status with no failed test" 1
+  fi
 }
 
 build_and_test release -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG"
@@ -59,16 +104,43 @@ fi
 if [ "$fuzz_seconds" -gt 0 ]; then
   step "fuzz: clang libFuzzer build"
   dir=$build_root/fuzz
-  CC=clang CXX=clang++ cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DZMESH_FUZZ=ON -DZMESH_BUILD_TESTS=OFF >/dev/null
-  cmake --build "$dir" -j "$jobs" --target parser_fuzzer peer_frames_fuzzer peer_session_fuzzer
-  for target in parser peer_frames peer_session; do
-    step "fuzz: $target for ${fuzz_seconds}s"
-    work=$(mktemp -d)
-    cp "$root/tests/fuzz/corpus/$target/"* "$work/"
-    "$dir/bin/${target}_fuzzer" -max_total_time="$fuzz_seconds" -max_len=8192 -timeout=10 "$work" 2>&1 | tail -n 3
-    rm -rf "$work"
-  done
+  if ! CC=clang CXX=clang++ cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DZMESH_FUZZ=ON -DZMESH_BUILD_TESTS=OFF >/dev/null ||
+     ! cmake --build "$dir" -j "$jobs" --target "${fuzz_targets[@]/%/_fuzzer}"; then
+    fail "fuzz: build (${fuzz_targets[*]} not run)" "${#fuzz_targets[@]}"
+  else
+    for target in "${fuzz_targets[@]}"; do
+      step "fuzz: $target for ${fuzz_seconds}s"
+      work=$(mktemp -d)
+      mkdir "$work/corpus" "$work/artifacts"
+      if [ -d "$root/tests/fuzz/corpus/$target" ]; then
+        cp -r "$root/tests/fuzz/corpus/$target/." "$work/corpus/"
+      fi
+      "$dir/bin/${target}_fuzzer" -max_total_time="$fuzz_seconds" -max_len=8192 -timeout=10 \
+        -artifact_prefix="$work/artifacts/" "$work/corpus" >"$work/output.log" 2>&1
+      status=$?
+      # A crash, leak, timeout or OOM leaves an artifact and a non-zero exit;
+      # either alone is a failure.
+      if [ "$status" -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
+        cat "$work/output.log"
+        for artifact in "$work/artifacts"/*; do
+          [ -e "$artifact" ] || continue
+          printf -- '--- %s (%s bytes), base64:\n' "$(basename "$artifact")" "$(stat -c %s "$artifact")"
+          head -c 65536 "$artifact" | base64
+        done
+        fail "fuzz: $target (exit $status)" 1
+      else
+        tail -n 3 "$work/output.log"
+        passed=$((passed + 1))
+      fi
+      rm -rf "$work"
+    done
+  fi
 fi
 
-step "all tests passed"
+step "summary"
+for f in "${failures[@]+"${failures[@]}"}"; do
+  printf 'FAILED: %s\n' "$f"
+done
+printf '%d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" -eq 0 ]
