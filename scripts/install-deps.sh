@@ -14,8 +14,8 @@ packages=(
   # tests: a private ZooKeeper server, nats-server to compare against, the Go NATS client
   zookeeper zookeeper-bin default-jre-headless libslf4j-java
   nats-server golang-go golang-github-nats-io-go-nats-dev
-  # tests: the NATS C client
-  libnats-dev
+  # tests: the NATS C client; promtool and prometheus read /metrics
+  libnats-dev prometheus
   # tests and tools: openssl CLI (test certificates), python3 (benchmark driver), procps (ps)
   openssl python3 procps iproute2
   # deploy/lint.sh: shell script linting
