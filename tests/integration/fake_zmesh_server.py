@@ -41,7 +41,15 @@ def main():
     report = REPORTS[flags.get("fake_on_term", "none")]
     exit_code = int(flags.get("fake_exit", "0"))
 
+    # Teardown sends a second SIGTERM right after the first, which Python may
+    # deliver while this handler runs; a run prints its report once.
+    handling = []
+
     def on_term(signum, frame):
+        if handling:
+            return
+        handling.append(signum)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         sys.stderr.write(report)
         sys.stderr.flush()
         os._exit(exit_code)
