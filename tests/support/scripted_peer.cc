@@ -55,6 +55,14 @@ bool ScriptedPeer::Dial(uint16_t port) {
   return true;
 }
 
+bool ScriptedPeer::Adopt(int fd) {
+  if (fd < 0 || fd_ >= 0) return false;
+  fd_ = fd;
+  const int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return true;
+}
+
 uint16_t ScriptedPeer::local_port() const {
   sockaddr_in addr{};
   socklen_t len = sizeof addr;
@@ -63,6 +71,15 @@ uint16_t ScriptedPeer::local_port() const {
 }
 
 bool ScriptedPeer::StartTls(const std::string& secret, std::string* error, milliseconds timeout) {
+  return Handshake(secret, /*server_side=*/false, error, timeout);
+}
+
+bool ScriptedPeer::AcceptTls(const std::string& secret, std::string* error, milliseconds timeout) {
+  return Handshake(secret, /*server_side=*/true, error, timeout);
+}
+
+bool ScriptedPeer::Handshake(const std::string& secret, bool server_side, std::string* error,
+                             milliseconds timeout) {
   auto ring = auth::PeerKeyring::FromSecrets({secret});
   if (!ring.ok()) {
     *error = std::string(ring.status().message());
@@ -74,13 +91,17 @@ bool ScriptedPeer::StartTls(const std::string& secret, std::string* error, milli
     return false;
   }
   // Keep a context of our own: PeerTlsContexts frees its contexts with it.
-  ctx_ = (*tls)->client();
+  ctx_ = server_side ? (*tls)->server() : (*tls)->client();
   SSL_CTX_up_ref(ctx_);
   keys_ = new auth::PeerKeyring(**ring);
   ssl_ = SSL_new(ctx_);
   SSL_set_app_data(ssl_, const_cast<void*>(keys_));
   SSL_set_fd(ssl_, fd_);
-  SSL_set_connect_state(ssl_);
+  if (server_side) {
+    SSL_set_accept_state(ssl_);
+  } else {
+    SSL_set_connect_state(ssl_);
+  }
   const int flags = fcntl(fd_, F_GETFL);
   fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
   const auto deadline = Clock::now() + timeout;
@@ -130,12 +151,17 @@ bool ScriptedPeer::Send(std::string_view bytes) {
 }
 
 bool ScriptedPeer::SendHello(const std::string& node_id, uint64_t incarnation) {
+  return SendHello(node_id, incarnation, "127.0.0.1:1", "nats://127.0.0.1:1");
+}
+
+bool ScriptedPeer::SendHello(const std::string& node_id, uint64_t incarnation, const std::string& peer_url,
+                             const std::string& client_url) {
   std::string frame;
   proto::peer::Hello hello;
   hello.node_id = node_id;
   hello.incarnation = incarnation;
-  hello.peer_url = "127.0.0.1:1";
-  hello.client_url = "nats://127.0.0.1:1";
+  hello.peer_url = peer_url;
+  hello.client_url = client_url;
   proto::peer::EncodeHello(hello, &frame);
   return Send(frame);
 }
@@ -151,7 +177,9 @@ int ScriptedPeer::ReadOnce() {
       return r;
     }
     const int e = SSL_get_error(ssl_, r);
-    return (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) ? -1 : 0;
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return -1;
+    closed_ = true;
+    return 0;
   }
   const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
   if (n > 0) {
@@ -160,6 +188,7 @@ int ScriptedPeer::ReadOnce() {
     return static_cast<int>(n);
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return -1;
+  closed_ = true;
   return 0;
 }
 
@@ -215,6 +244,31 @@ bool ScriptedPeer::ClosedWithin(milliseconds timeout) {
     if (r < 0) WaitIo(fd_, POLLIN, Clock::now() + milliseconds(50));
   }
   return false;
+}
+
+ScriptedListener::~ScriptedListener() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool ScriptedListener::Listen(uint16_t port) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return false;
+  const int one = 1;
+  setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 16) != 0) return false;
+  socklen_t len = sizeof addr;
+  getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  port_ = ntohs(addr.sin_port);
+  return true;
+}
+
+int ScriptedListener::Accept(milliseconds timeout) {
+  if (fd_ < 0 || !WaitIo(fd_, POLLIN, Clock::now() + timeout)) return -1;
+  return ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
 }
 
 }  // namespace zmesh::testing
