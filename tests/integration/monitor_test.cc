@@ -607,8 +607,9 @@ TEST_F(MonitorMeshTest, HealthzAndPeerzFollowTheMesh) {
     EXPECT_EQ(p["node_id"], self);
     EXPECT_EQ(p["registered"], true);
     EXPECT_EQ(p["healthy"], true);
-    EXPECT_GE(p["repairs"].get<int64_t>(), 0);
+    EXPECT_EQ(p["repairs"].get<int64_t>(), 0) << "a freshly formed mesh has nothing to repair";
     const json& peer = p["peers"][0];
+    EXPECT_EQ(peer["security"], "tls1.3-psk");
     EXPECT_EQ(peer["node_id"], other);
     EXPECT_EQ(peer["client_url"], "nats://127.0.0.1:" + std::to_string(other_port));
     EXPECT_TRUE(peer["peer_url"].get<std::string>().starts_with("127.0.0.1:"));
