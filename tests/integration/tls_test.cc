@@ -1432,6 +1432,7 @@ TEST_F(TlsMeshTest, CertificateMustNameTheNodeId) {
 TEST_F(TlsMeshTest, PeerTlsNeedsAPeerCaAndAHandshakeInTime) {
   const int bad = AddNode({"--peer_tls_cert=" + Pki()->peers.at("n1").cert,
                            "--peer_tls_key=" + Pki()->peers.at("n1").key, "--peer_tls"});
+  mesh_->node(bad).spec.expected_exit_code = 2;  // a refused configuration
   std::string error;
   EXPECT_FALSE(mesh_->Start(bad, &error, seconds(10))) << "a node with --peer_tls and no --peer_tls_ca started";
   EXPECT_TRUE(WaitFor(seconds(5), [&] { return mesh_->Log(bad).find("--peer_tls_ca") != std::string::npos; }))

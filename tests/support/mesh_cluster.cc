@@ -1,5 +1,7 @@
 #include "tests/support/mesh_cluster.h"
 
+#include <sys/wait.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -218,6 +220,15 @@ MeshCluster::MeshCluster(MeshOptions options) : options_(std::move(options)), zk
   std::ofstream(secret_path_) << options_.secret << "\n";
 }
 
+namespace {
+// The node exited by itself with the status its test expected.
+bool EndedAsExpected(const MeshCluster::Node& n) {
+  const std::optional<int> status = n.process->exit_status();
+  return n.spec.expected_exit_code && status && WIFEXITED(*status) &&
+         WEXITSTATUS(*status) == *n.spec.expected_exit_code;
+}
+}  // namespace
+
 MeshCluster::~MeshCluster() {
   // SIGTERM to all at once, so that a graceful leave of one does not make the
   // others log errors while they are being stopped one by one; the second
@@ -226,7 +237,7 @@ MeshCluster::~MeshCluster() {
   for (Node& n : nodes_) running.push_back(n.process.get());
   TerminateForTeardown(running, milliseconds(0));
   for (Node& n : nodes_) {
-    if (n.process) ExpectCleanEnd(n.id, *n.process);
+    if (n.process && !EndedAsExpected(n)) ExpectCleanEnd(n.id, *n.process);
     // Every run of the node appended to this one log.
     if (n.process || std::filesystem::exists(n.log_path)) ExpectNoSanitizerReports(n.id, n.log_path);
   }
@@ -304,7 +315,7 @@ bool MeshCluster::Launch(int i, std::string* error) {
   }
   // A restart replaces the Process, and with it the previous run's exit
   // status: judge that run now.
-  if (n.process) ExpectCleanEnd(n.id, *n.process);
+  if (n.process && !EndedAsExpected(n)) ExpectCleanEnd(n.id, *n.process);
   std::error_code ec;
   std::filesystem::remove(n.ports_path, ec);  // a restart must not read the old one
   if (n.spec.client_port == 0) n.client_port = 0;

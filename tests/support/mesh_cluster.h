@@ -96,6 +96,9 @@ struct MeshNodeSpec {
   uint16_t peer_port = 0;
   uint16_t http_port = 0;
   std::vector<std::string> extra_args;  // appended last: gflags lets them override
+  // The test expects the node to exit by itself with this status (a refused
+  // configuration); teardown then accepts that exit instead of failing on it.
+  std::optional<int> expected_exit_code;
 };
 
 struct MeshOptions {
