@@ -105,9 +105,9 @@ using std::chrono::seconds;
 using Clock = std::chrono::steady_clock;
 
 // What the test observes between SIGTERM and the end of the grace period
-// (znode gone, /peerz, PING/PONG) must fit inside it; TSan makes every step
-// several times slower, so it gets a longer grace.
-#if defined(__SANITIZE_THREAD__)
+// (znode gone, /peerz, PING/PONG) must fit inside it; the sanitizers make
+// every step several times slower, so they get a longer grace.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 constexpr int64_t kGraceMs = 1000;
 #else
 constexpr int64_t kGraceMs = 300;
