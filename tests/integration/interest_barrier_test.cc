@@ -14,10 +14,14 @@
 //    and n3, once back, has the interest.
 //  - DuringAJoinAndWithZooKeeperDown: the guarantee holds while a node joins
 //    (it is covered by the snapshot it receives) and while ZooKeeper is down.
+//  - StandardGoClientSubscribeFlush: nats.go Subscribe + Flush on n1, then a
+//    publish on n2 and n3, 1,000 times (natscheck subflush): nothing lost.
 
 #include <signal.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <optional>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -30,6 +34,7 @@
 #include "tests/integration/mesh_fixture.h"
 #include "tests/integration/mesh_traffic.h"
 #include "tests/support/mesh_cluster.h"
+#include "tests/support/process.h"
 #include "tests/support/wait_for.h"
 
 namespace zmesh::testing {
@@ -232,6 +237,31 @@ TEST_F(InterestBarrierTest, DuringAJoinAndWithZooKeeperDown) {
   zk().Stop();
   SubscribeFlushPublish(sub, {&pub2, &pub3}, 200, "barrier.nozk");
   ASSERT_TRUE(zk().Restart(&error)) << error;
+}
+
+// The standard Go client needs no new API for the guarantee: Flush after
+// Subscribe is the barrier.
+TEST_F(InterestBarrierTest, StandardGoClientSubscribeFlush) {
+  StartMesh(3);
+  const char* bin_dir = std::getenv("ZMESH_BIN_DIR");
+  const std::vector<std::string> argv = {
+      std::string(bin_dir != nullptr ? bin_dir : ".") + "/natscheck", "subflush", "--timeout=10", "--deadline=150",
+      "--msgs=1000", "--sub-url=" + mesh_->client_url(0),
+      "--pub-url=" + mesh_->client_url(1) + "," + mesh_->client_url(2)};
+  Process p;
+  std::string error;
+  ASSERT_TRUE(p.Start(argv, mesh_->dir() + "/natscheck-subflush.log", &error)) << error;
+  const std::optional<int> status = p.WaitExit(seconds(180));
+  if (!status) p.Stop(seconds(2));
+  const std::string log = p.ReadLog();
+  ASSERT_TRUE(status.has_value()) << "natscheck subflush did not finish:\n" << log;
+  const size_t result = log.rfind("\n{");
+  ASSERT_NE(result, std::string::npos) << log;
+  const json j = json::parse(log.substr(result + 1), nullptr, false);
+  ASSERT_TRUE(j.is_object()) << log;
+  EXPECT_EQ(j.value("lost", -1), 0) << log.substr(result);
+  EXPECT_EQ(j.value("received", -1), 2000) << log.substr(result);
+  EXPECT_TRUE(j.value("ok", false)) << log.substr(result);
 }
 
 }  // namespace

@@ -83,6 +83,7 @@ var scenarios = map[string]scenario{
 	"flush-rtt":    {runFlushRTT, "Flush, RTT, client PINGs; reports server version, servers, discovered servers"},
 	"failover":     {runFailover, "subscriber fails over while a publisher keeps publishing; prints READY on stderr"},
 	"slowconsumer": {runSlowConsumer, "a subscriber that stops reading is cut off; nobody else is slowed down"},
+	"subflush":     {runSubFlush, "Subscribe + Flush, then a publish on every pub URL at once: nothing lost (the interest barrier)"},
 }
 
 type config struct {
@@ -2487,3 +2488,64 @@ func waitUntil(timeout time.Duration, cond func() bool) bool {
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+
+// runSubFlush: --msgs rounds of a fresh Subscribe on the subscriber's
+// connection, Flush, and at once one Publish + Flush on each publisher
+// (one per --pub-url). With an interest barrier (zmesh) every message arrives;
+// a server whose Flush covers only itself loses some. Reports "lost".
+func runSubFlush(r *run) error {
+	r.defaultInt(&r.cfg.msgs, 1000)
+	subNC, err := r.connect(r.cfg.subURLs[0], "sub")
+	if err != nil {
+		return err
+	}
+	var pubs []*nats.Conn
+	for i, u := range r.cfg.pubURLs {
+		nc, err := r.connect(u, "pub"+strconv.Itoa(i+1))
+		if err != nil {
+			return err
+		}
+		pubs = append(pubs, nc)
+	}
+	var got atomic.Int64
+	var subs []*nats.Subscription
+	var flushes []time.Duration // Subscribe's Flush: what the barrier costs
+	for i := 0; i < r.cfg.msgs; i++ {
+		sub, err := subscribe(subNC, r.subject("round", strconv.Itoa(i)), "", func(*nats.Msg) { got.Add(1) })
+		if err != nil {
+			return err
+		}
+		subs = append(subs, sub)
+		flushStart := time.Now()
+		if err := subNC.FlushTimeout(secs(r.cfg.timeout)); err != nil {
+			return fmt.Errorf("flush after subscribing (round %d): %w", i, err)
+		}
+		flushes = append(flushes, time.Since(flushStart))
+		for _, p := range pubs {
+			p.Publish(sub.Subject, []byte("x"))
+			if err := p.FlushTimeout(secs(r.cfg.timeout)); err != nil {
+				return fmt.Errorf("publisher flush (round %d): %w", i, err)
+			}
+		}
+	}
+	want := int64(r.cfg.msgs * len(pubs))
+	waitUntil(secs(r.cfg.timeout), func() bool { return got.Load() >= want })
+	subNC.Flush()
+	time.Sleep(grace)
+	lost := want - got.Load()
+	r.set("rounds", r.cfg.msgs)
+	r.set("published", want)
+	r.set("received", got.Load())
+	r.set("lost", lost)
+	sort.Slice(flushes, func(a, b int) bool { return flushes[a] < flushes[b] })
+	if len(flushes) > 0 {
+		r.set("flush_p50_us", flushes[len(flushes)/2].Microseconds())
+		r.set("flush_p99_us", flushes[len(flushes)*99/100].Microseconds())
+	}
+	r.check(lost == 0, "%d of %d messages published right after Subscribe+Flush were lost", lost, want)
+	r.check(got.Load() <= want, "%d messages received for %d published", got.Load(), want)
+	for _, s := range subs {
+		s.Unsubscribe()
+	}
+	return nil
+}
