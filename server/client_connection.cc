@@ -317,21 +317,29 @@ void ClientConnection::HandlePing() {
     SendControl(kPong);
     return;
   }
-  held_pongs_.push_back(seq);
+  if (held_pongs_.size() >= 2) {
+    HeldPongs& tail = held_pongs_.back();
+    tail.seq = std::max(tail.seq, seq);
+    ++tail.count;
+  } else {
+    held_pongs_.push_back({seq, 1});
+  }
   ReleasePongs();
 }
 
 void ClientConnection::ReleasePongs() {
   while (!held_pongs_.empty() && !awaiting_peers_ && !closing()) {
-    const uint64_t seq = held_pongs_.front();
-    if (seq != 0 && ctx_->interest != nullptr) {
+    const HeldPongs front = held_pongs_.front();
+    if (front.seq != 0 && ctx_->interest != nullptr) {
       RefPtr<ClientConnection> self(this);
       awaiting_peers_ = true;
-      const bool done = ctx_->interest->AwaitPeers(seq, [self] {
+      const bool done = ctx_->interest->AwaitPeers(front.seq, [self] {
         self->loop()->QueueInLoop([self] {
           self->awaiting_peers_ = false;
-          if (!self->held_pongs_.empty()) self->held_pongs_.pop_front();
-          self->SendControl(kPong);
+          if (!self->held_pongs_.empty()) {
+            for (uint64_t i = self->held_pongs_.front().count; i > 0; --i) self->SendControl(kPong);
+            self->held_pongs_.pop_front();
+          }
           self->ReleasePongs();
         });
       });
@@ -339,7 +347,7 @@ void ClientConnection::ReleasePongs() {
       awaiting_peers_ = false;
     }
     held_pongs_.pop_front();
-    SendControl(kPong);
+    for (uint64_t i = front.count; i > 0; --i) SendControl(kPong);
   }
 }
 

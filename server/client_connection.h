@@ -146,9 +146,17 @@ class ClientConnection : public Connection {
   int64_t protocol_ = 0;  // CONNECT "protocol": 1 = the client takes async INFO updates
   int pings_out_ = 0;
   int64_t last_ping_ms_ = 0;
-  uint64_t interest_seq_ = 0;         // covers our last SUB/UNSUB not yet behind a PONG
-  std::deque<uint64_t> held_pongs_;   // each waiting PONG's interest seq (0: none of its own)
-  bool awaiting_peers_ = false;       // a barrier wait for held_pongs_.front() is posted
+  uint64_t interest_seq_ = 0;  // covers our last SUB/UNSUB not yet behind a PONG
+  // PONGs held for the barrier, in order: `count` PONGs that go out once
+  // peers applied `seq` (0: nothing of their own). At most two entries, the
+  // one awaited and the rest merged (the newest change covers every earlier
+  // one), so a client that keeps sending PINGs cannot grow this.
+  struct HeldPongs {
+    uint64_t seq;
+    uint64_t count;
+  };
+  std::deque<HeldPongs> held_pongs_;
+  bool awaiting_peers_ = false;  // a barrier wait for held_pongs_.front() is posted
 };
 
 }  // namespace zmesh::server
