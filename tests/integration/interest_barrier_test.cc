@@ -16,6 +16,9 @@
 //    (it is covered by the snapshot it receives) and while ZooKeeper is down.
 //  - StandardGoClientSubscribeFlush: nats.go Subscribe + Flush on n1, then a
 //    publish on n2 and n3, 1,000 times (natscheck subflush): nothing lost.
+//  - ZmeshClientSubscribeIsLiveWhenItReturns: zmesh::Client SubscribeSync on
+//    n1 (no Flush: the library confirms), then a publish on n2 and n3, 300
+//    times: nothing lost.
 
 #include <signal.h>
 
@@ -30,6 +33,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <zmesh/client.h>
 
 #include "tests/integration/mesh_fixture.h"
 #include "tests/integration/mesh_traffic.h"
@@ -262,6 +266,46 @@ TEST_F(InterestBarrierTest, StandardGoClientSubscribeFlush) {
   EXPECT_EQ(j.value("lost", -1), 0) << log.substr(result);
   EXPECT_EQ(j.value("received", -1), 2000) << log.substr(result);
   EXPECT_TRUE(j.value("ok", false)) << log.substr(result);
+}
+
+// zmesh::Client's Subscribe waits for the barrier itself: when it returns,
+// a publish anywhere in the mesh reaches the subscription.
+TEST_F(InterestBarrierTest, ZmeshClientSubscribeIsLiveWhenItReturns) {
+  StartMesh(3);
+  Options o;
+  o.servers = {mesh_->client_url(0)};
+  o.use_node_cache = false;
+  o.name = "zsub";
+  std::unique_ptr<Client> client;
+  const Status st = Client::Connect(o, &client);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_EQ(client->connected_url(), mesh_->client_url(0));
+  MeshClient pub2("pub2"), pub3("pub3");
+  Connect(pub2, 1);
+  Connect(pub3, 2);
+  constexpr int kRounds = 300;
+  std::vector<std::shared_ptr<Subscription>> subs;
+  for (int i = 0; i < kRounds; ++i) {
+    const std::string subject = "barrier.zmesh." + std::to_string(i);
+    std::shared_ptr<Subscription> sub;
+    const Status s = client->SubscribeSync(subject, &sub);
+    ASSERT_TRUE(s.ok()) << "round " << i << ": " << s.ToString();
+    for (MeshClient* p : {&pub2, &pub3}) {
+      ASSERT_TRUE(p->Pub(subject, p->name()));
+      ASSERT_TRUE(p->Flush());
+    }
+    subs.push_back(std::move(sub));
+  }
+  int lost = 0;
+  for (auto& sub : subs) {
+    Message m;
+    for (int k = 0; k < 2; ++k) {
+      if (!sub->NextMsg(&m, milliseconds(k == 0 && lost == 0 ? 2000 : 50)).ok()) ++lost;
+    }
+    EXPECT_EQ(sub->NextMsg(&m, milliseconds(0)).code(), StatusCode::kTimeout) << "a duplicate";
+  }
+  EXPECT_EQ(lost, 0) << "of " << 2 * kRounds << " messages published right after Subscribe returned";
+  client->Close();
 }
 
 }  // namespace
