@@ -5,7 +5,7 @@
 // PONG on another node is often dropped: interest had not arrived yet).
 //
 //  - SubscribeFlushThenPublishElsewhere: SUB + PING on n1, and at the PONG a
-//    publish on n2 and on n3, 500 times: every message arrives.
+//    publish on n2 and on n3, 1,000 times: every message arrives.
 //  - UnsubscribeFlushStopsForwarding: after UNSUB + PONG, nothing published
 //    on another node is forwarded to n1 any more (/peerz out_msgs).
 //  - QueueGroups: the same for a queue subscription.
@@ -117,7 +117,7 @@ TEST_F(InterestBarrierTest, SubscribeFlushThenPublishElsewhere) {
   Connect(sub, 0);
   Connect(pub2, 1);
   Connect(pub3, 2);
-  SubscribeFlushPublish(sub, {&pub2, &pub3}, 500, "barrier.sub");
+  SubscribeFlushPublish(sub, {&pub2, &pub3}, 1000, "barrier.sub");
   auto varz = mesh_->Varz(0);
   ASSERT_TRUE(varz.has_value());
   EXPECT_GE((*varz)["mesh"]["interest_barrier"].value("waits", 0), 1) << varz->dump();
@@ -128,7 +128,7 @@ TEST_F(InterestBarrierTest, SubscribeFlushThenPublishElsewhere) {
     peerz = mesh_->Peerz(0);
     if (!peerz) return false;
     for (const json& p : (*peerz)["peers"]) {
-      if (p.value("interest_acked", 0) < 500 || p.value("interest_lag", -1) != 0) return false;
+      if (p.value("interest_acked", 0) < 1000 || p.value("interest_lag", -1) != 0) return false;
     }
     return true;
   })) << (peerz ? peerz->dump() : "no /peerz");
