@@ -100,11 +100,16 @@ bool Authenticator::TakeJob(Job* job) {
     return true;
   }
   if (ready_.empty()) return false;
-  Source* from = ready_.front();
-  ready_.pop_front();
+  // Round-robin, but a source that has no worker yet goes first: a flooding
+  // source does not get a second worker while a quiet one waits.
+  auto next = std::find_if(ready_.begin(), ready_.end(), [](const Source* s) { return s->running == 0; });
+  if (next == ready_.end()) next = ready_.begin();
+  Source* from = *next;
+  ready_.erase(next);
   *job = std::move(from->pending.front());
   from->pending.pop_front();
   --pending_;
+  ++from->running;
   if (!from->pending.empty()) ready_.push_back(from);  // its next check waits for every other source's
   return true;
 }
@@ -112,6 +117,7 @@ bool Authenticator::TakeJob(Job* job) {
 void Authenticator::Finished(Source* source) {
   if (source == nullptr) return;
   std::lock_guard lock(mu_);
+  --source->running;
   if (--source->in_flight == 0) sources_.erase(source->address);
 }
 

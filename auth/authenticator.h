@@ -12,8 +12,9 @@
 // A flood from one source address cannot starve the others: each source
 // (the client's IP address) has at most `max_in_flight_per_source` checks
 // queued or being hashed (beyond: kOverloaded at once, without taking a
-// slot), and the workers take slow checks from the sources round-robin, so a
-// login from a quiet address waits behind at most one check per busy source.
+// slot), and the workers take slow checks from the sources round-robin,
+// preferring a source none of whose checks is running: a login from a quiet
+// address waits only for the next worker to finish its current check.
 //
 // Credentials that verified recently are served from a CredentialCache (no
 // slow hash), so a reconnect storm of the same users stays cheap. An unknown
@@ -162,6 +163,7 @@ class Authenticator {
     std::string address;
     std::deque<Job> pending;
     size_t in_flight = 0;  // pending plus the ones being hashed
+    size_t running = 0;    // being hashed
   };
 
   Authenticator(Options options, std::shared_ptr<const UsersTable> table);
