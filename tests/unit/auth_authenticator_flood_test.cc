@@ -52,6 +52,29 @@ class Gate {
   std::shared_future<void> released_ = release_.get_future().share();
 };
 
+// Holds the first two checks to reach testing_after_check, each until its
+// own release.
+class TwoGates {
+ public:
+  std::function<void()> Hook() {
+    return [this] {
+      const int pass = passed_.fetch_add(1);
+      if (pass > 1) return;
+      entered_[pass].set_value();
+      released_[pass].wait();
+    };
+  }
+  bool WaitEntered(int i) { return entered_future_[i].wait_for(kResultTimeout) == std::future_status::ready; }
+  void Release(int i) { release_[i].set_value(); }
+
+ private:
+  std::atomic<int> passed_{0};
+  std::promise<void> entered_[2];
+  std::future<void> entered_future_[2] = {entered_[0].get_future(), entered_[1].get_future()};
+  std::promise<void> release_[2];
+  std::shared_future<void> released_[2] = {release_[0].get_future().share(), release_[1].get_future().share()};
+};
+
 // Results in the order the workers delivered them.
 class Results {
  public:
@@ -174,6 +197,37 @@ TEST_F(AuthenticatorFloodTest, QuietSourceIsServedBeforeAFloodingSourcesBacklog)
   // the legitimate login last.
   EXPECT_LE(legit - order.begin(), 2) << "legit login delivered at position " << (legit - order.begin());
   EXPECT_TRUE(results_.Of("legit").ok());
+}
+
+// Both workers hash the flooding source's checks; the next free worker takes
+// the quiet source's check, not the flood's next one.
+TEST_F(AuthenticatorFloodTest, FreeWorkerGoesToASourceWithNothingRunning) {
+  TwoGates gates;
+  Authenticator::Options options;
+  options.users_file = path_;
+  options.workers = 2;
+  options.cache_capacity = 0;
+  options.testing_after_check = gates.Hook();
+  absl::StatusOr<std::unique_ptr<Authenticator>> auth = Authenticator::Create(options);
+  ASSERT_TRUE(auth.ok()) << auth.status();
+  auth_ = *std::move(auth);
+
+  auth_->Verify("10.0.0.66", "mallory", "x", results_.Add("flood0"));
+  ASSERT_TRUE(gates.WaitEntered(0));
+  auth_->Verify("10.0.0.66", "mallory", "x", results_.Add("flood1"));
+  ASSERT_TRUE(gates.WaitEntered(1));
+  auth_->Verify("10.0.0.66", "mallory", "x", results_.Add("flood2"));
+  auth_->Verify("10.0.0.66", "mallory", "x", results_.Add("flood3"));
+  auth_->Verify("10.0.0.1", "bob", "bob-pw", results_.Add("legit"));
+  gates.Release(0);
+  ASSERT_TRUE(results_.WaitCount(2));
+  std::vector<std::string> order = results_.order();
+  EXPECT_EQ(order[0], "flood0");
+  EXPECT_EQ(order[1], "legit") << "the flood got a second worker while a quiet source waited";
+  gates.Release(1);
+  ASSERT_TRUE(results_.WaitCount(5));
+  EXPECT_TRUE(results_.Of("legit").ok());
+  auth_.reset();  // before `gates`, which its hook uses
 }
 
 TEST_F(AuthenticatorFloodTest, UserRemovedByAReloadDuringTheCheckIsRefused) {
