@@ -26,6 +26,11 @@
 // emptied with every successful reload. Reloads are exact: a verdict that a
 // reload overtook on a worker is checked again against the new table before
 // `done` runs, and Confirm() re-checks it once more where it is acted upon.
+//
+// Threads: the server creates it and shuts it down from its main thread; I/O
+// threads call Verify() and Confirm(), the SIGHUP handler Reload(); the
+// queues, sources and table are guarded by mu_, and each job belongs to the
+// worker that took it.
 
 #include <atomic>
 #include <chrono>
