@@ -4,9 +4,12 @@
 // that every login misses the credential cache and costs a real bcrypt check.
 //
 // Stated bound (also in docs/operations.md), from TCP connect to PONG: every
-// legitimate login succeeds, 90% of them within 500 ms and all within 1.5 s.
-// Generous on purpose: the machine running the suite may be shared (with a
-// bcrypt check of ~70 ms of CPU, an idle 2-vCPU machine stays near 150 ms).
+// legitimate login succeeds, 90% of them within 500 ms and all within 1.5 s
+// (three times that in a sanitizer build, whose I/O threads and flood are
+// several times slower and take the CPU from the hashing). Generous on
+// purpose: the machine running the suite may be shared (with a bcrypt check
+// of ~70 ms of CPU, an idle 2-vCPU machine stays near 150 ms). The test is
+// RUN_SERIAL: it saturates the cores with bcrypt by design.
 // Before the per-address bound, legitimate logins failed outright
 // ('Authorization Violation') once the flood filled the queue.
 // The flooding address gets -ERR 'Server Busy, Try Again' for what is over its
@@ -46,10 +49,15 @@ using json = nlohmann::json;
 using std::chrono::milliseconds;
 
 constexpr int kFloodPerSecond = 1000;
-constexpr auto kFloodDuration = std::chrono::seconds(6);
+constexpr auto kFloodDuration = std::chrono::seconds(8);
 constexpr int kLegitUsers = 100;  // more than the logins made: each one misses the cache
-constexpr auto kLoginP90Bound = milliseconds(500);
-constexpr auto kLoginMaxBound = milliseconds(1500);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr int kSlowdown = 3;
+#else
+constexpr int kSlowdown = 1;
+#endif
+constexpr auto kLoginP90Bound = milliseconds(500) * kSlowdown;
+constexpr auto kLoginMaxBound = milliseconds(1500) * kSlowdown;
 const char kAttackerAddress[] = "127.0.0.2";
 const std::string kBusy = "-ERR 'Server Busy, Try Again'";
 const std::string kAuthViolation = "-ERR 'Authorization Violation'";
@@ -182,6 +190,9 @@ class LoginFloodTest : public ::testing::Test {
     // seen before always costs a real check.
     for (int i = 0; i < kLegitUsers; ++i) o.users.push_back(MakeUser(LegitUser(i), kAliceHash));
     o.use_ports_file = true;
+    // Not what is tested here: a CONNECT that a loaded machine delays past
+    // the default 2 s must still reach the password check.
+    o.auth_timeout_ms = 10000;
     o.extra_args = {"--http_listen=127.0.0.1:0"};
     ASSERT_TRUE(server_.Start(o));
     http_ = HttpPortOf(server_);
@@ -216,7 +227,7 @@ TEST_F(LoginFloodTest, LegitimateLoginsSucceedWithinTheBoundWhileAnotherAddressF
 
   std::vector<int64_t> latencies_ms;
   std::vector<std::string> failures;
-  const auto legit_until = Clock::now() + kFloodDuration - milliseconds(1000);
+  const auto legit_until = Clock::now() + kFloodDuration - milliseconds(1000);  // ends before the flood
   for (int i = 0; i < kLegitUsers && Clock::now() < legit_until; ++i) {
     const auto start = Clock::now();
     const std::string answer = Login(LegitUser(i));
@@ -232,7 +243,7 @@ TEST_F(LoginFloodTest, LegitimateLoginsSucceedWithinTheBoundWhileAnotherAddressF
 
   EXPECT_TRUE(flood_still_on) << "the legitimate logins must all happen during the flood";
   EXPECT_TRUE(failures.empty()) << failures.size() << " legitimate logins failed, first: " << failures.front();
-  ASSERT_GE(latencies_ms.size(), 15u) << "too few legitimate logins to judge";
+  ASSERT_GE(latencies_ms.size(), 10u) << "too few legitimate logins to judge";
   std::sort(latencies_ms.begin(), latencies_ms.end());
   const int64_t p50 = latencies_ms[latencies_ms.size() / 2];
   const int64_t p90 = latencies_ms[(latencies_ms.size() * 9) / 10];
