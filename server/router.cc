@@ -217,15 +217,19 @@ void Router::PublishFromPeer(IoWorker* worker, const Message& msg, const std::ve
   }
   if (queues.empty() || result->groups.empty()) return;
   // Each listed group by hash, and each at most once however often the frame
-  // names it.
+  // names it (marks per group position, cleared before delivering).
+  thread_local std::vector<bool> t_listed;
+  if (t_listed.size() < result->groups.size()) t_listed.resize(result->groups.size());
   absl::InlinedVector<const MatchResult::Group*, 8> chosen;
   for (std::string_view name : queues) {
-    if (const MatchResult::Group* group = result->FindGroup(name)) chosen.push_back(group);
+    const MatchResult::Group* group = result->FindGroup(name);
+    if (group == nullptr) continue;
+    const size_t at = static_cast<size_t>(group - result->groups.data());
+    if (t_listed[at]) continue;
+    t_listed[at] = true;
+    chosen.push_back(group);
   }
-  if (chosen.size() > 1) {
-    std::sort(chosen.begin(), chosen.end());
-    chosen.erase(std::unique(chosen.begin(), chosen.end()), chosen.end());
-  }
+  for (const MatchResult::Group* group : chosen) t_listed[static_cast<size_t>(group - result->groups.data())] = false;
   for (const MatchResult::Group* group : chosen) DeliverToLocalMember(worker, *group, frame, msg);
 }
 

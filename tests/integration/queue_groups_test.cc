@@ -97,7 +97,7 @@ TEST_F(QueueGroupsTest, PeerFrameListingFiftyThousandGroups) {
   // The plain subscription's copy of a message is queued before its group
   // copies; the PONG of a flush comes after all of them.
   std::string body;
-  ASSERT_TRUE(WaitFor(seconds(60), [&] {
+  ASSERT_TRUE(WaitFor(seconds(30), [&] {
     sp.ReadFrame(&body, std::chrono::milliseconds(1));  // answers the node's PINGs
     return sub.Sequenced(plain) == kMessages || sub.closed();
   }))
