@@ -165,12 +165,16 @@ struct HotSubjects {
 
 // Cached lookups of the hot subjects, with one SUB+UNSUB of a unique
 // unrelated subject on this thread after every `range(0)` lookups: the
-// deterministic form of churn (time per lookup includes the change).
+// deterministic form of churn (time per lookup includes the change). With
+// `range(1)` the churned subjects end in a wildcard ("_INBOX.<n>.*"), which a
+// cache checks against each entry; `range(2)` more subjects are cached.
 void BM_LookupWithInterleavedChurn(benchmark::State& state) {
   HotSubjects h;
   BenchEndpoint* other = new BenchEndpoint;
   MatchCache cache(&h.index);
   const uint64_t every = static_cast<uint64_t>(state.range(0));
+  const bool wildcard = state.range(1) != 0;
+  for (int64_t i = 0; i < state.range(2); ++i) cache.Lookup("cold.subject." + std::to_string(i));
   uint64_t lookups = 0, misses = 0, changes = 0;
   std::vector<uint64_t> cached_at(kHot, 0);  // before: the generation each subject was matched at
   for (auto _ : state) {
@@ -182,17 +186,25 @@ void BM_LookupWithInterleavedChurn(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(cache.Lookup(h.hot[at]));
     if (++lookups % every == 0) {
-      auto* s = new Subscription(other, "_INBOX.req." + std::to_string(changes++), "", "c", false);
+      auto* s = new Subscription(other, "_INBOX.req." + std::to_string(changes++) + (wildcard ? ".*" : ""), "",
+                                 "c", false);
       h.index.Insert(s);
       h.index.Remove(s);
       s->Unref();
     }
   }
-  if constexpr (kCountsMisses<MatchCache>) misses = MissesOf(cache);
+  if constexpr (kCountsMisses<MatchCache>) misses = MissesOf(cache) - static_cast<uint64_t>(state.range(2));
   state.counters["hit_rate"] = 1.0 - static_cast<double>(misses) / static_cast<double>(lookups);
   other->Unref();
 }
-BENCHMARK(BM_LookupWithInterleavedChurn)->Arg(1)->Arg(16)->Arg(256);
+BENCHMARK(BM_LookupWithInterleavedChurn)
+    ->ArgNames({"every", "wildcard", "cold"})
+    ->Args({1, 0, 0})
+    ->Args({16, 0, 0})
+    ->Args({256, 0, 0})
+    ->Args({16, 1, 0})
+    ->Args({16, 1, 3000})
+    ->Args({16, 0, 3000});
 
 // Cached lookups of the hot subjects while another thread SUBs and UNSUBs
 // unique unrelated subjects, `range(0)` pairs per second (0: as fast as it
