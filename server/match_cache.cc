@@ -1,9 +1,29 @@
 #include "server/match_cache.h"
 
+#include <algorithm>
+
 #include "proto/subject.h"
 #include "server/absl_string_view.h"
 
 namespace zmesh::server {
+namespace {
+
+// The literal tokens of `pattern` before its first wildcard, with their
+// separators ("a.b.*" -> "a.b."): a subject without this prefix cannot match,
+// which a memcmp tells faster than a token walk.
+std::string_view LiteralPrefix(std::string_view pattern) {
+  size_t start = 0;
+  while (start < pattern.size()) {
+    size_t dot = pattern.find(proto::kTokenSeparator, start);
+    if (dot == std::string_view::npos) dot = pattern.size();
+    const std::string_view token = pattern.substr(start, dot - start);
+    if (token == "*" || token == ">") break;
+    start = dot + 1;
+  }
+  return pattern.substr(0, std::min(start, pattern.size()));
+}
+
+}  // namespace
 
 void MatchCache::Clear(uint64_t generation) {
   if (!entries_.empty()) ++full_clears_;
@@ -26,7 +46,7 @@ void MatchCache::ApplyChanges(uint64_t generation) {
   wildcard_changes_.clear();
   for (const std::string& subject : changes_) {
     if (proto::HasWildcard(subject)) {
-      wildcard_changes_.push_back(subject);
+      wildcard_changes_.push_back({subject, LiteralPrefix(subject)});
     } else if (auto it = entries_.find(subject); it != entries_.end()) {
       entries_.erase(it);
     }
@@ -38,8 +58,9 @@ void MatchCache::ApplyChanges(uint64_t generation) {
     }
     for (auto it = entries_.begin(); it != entries_.end();) {
       bool affected = false;
-      for (std::string_view pattern : wildcard_changes_) {
-        if (proto::SubjectMatches(pattern, it->first)) {
+      const std::string_view subject = it->first;
+      for (const WildcardChange& change : wildcard_changes_) {
+        if (subject.starts_with(change.prefix) && proto::SubjectMatches(change.pattern, subject)) {
           affected = true;
           break;
         }

@@ -60,7 +60,11 @@ class MatchCache {
   std::string last_subject_;
   const MatchResult* last_result_ = nullptr;
   std::vector<std::string> changes_;  // scratch for ApplyChanges
-  std::vector<std::string_view> wildcard_changes_;
+  struct WildcardChange {
+    std::string_view pattern;  // views changes_
+    std::string_view prefix;   // its literal tokens before the first wildcard
+  };
+  std::vector<WildcardChange> wildcard_changes_;
   uint64_t misses_ = 0;
   uint64_t full_clears_ = 0;
 };
