@@ -108,7 +108,7 @@ void IoWorker::FlushPending() {
 
 void IoWorker::Sweep() {
   const int64_t now = loop_.now_ms();
-  match_cache_.PurgeIfStale();
+  match_cache_.CatchUp();
   OutboundBuffer::TrimChunkPool();
   ForEachConnection([now](Connection* c) {
     RefPtr<Connection> hold(c);

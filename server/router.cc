@@ -142,6 +142,34 @@ bool Eligible(const Subscription* sub, const ClientConnection* source) {
   return sub->remote() || sub->owner() != source || source->echo();
 }
 
+// A message a peer chose this node for in `group`: only our own members take
+// it. If the member the sender counted on has gone, another local one does;
+// with none left it is dropped here rather than sent to a third node. The
+// pick is uniform over the local members that are not closed.
+void DeliverToLocalMember(IoWorker* worker, const MatchResult::Group& group, proto::MsgFrame& frame,
+                          const Message& msg) {
+  const size_t n = group.local_count;  // members[0, n) are local
+  if (n == 0) return;
+  size_t start = t_random.Below(n);
+  if (group.members[start]->closed()) {
+    // Rare (a member left since the match): pick again among the open ones
+    // only, so the choice stays uniform over them.
+    size_t open = 0;
+    for (size_t i = 0; i < n; ++i) open += !group.members[i]->closed();
+    if (open == 0) return;
+    size_t k = t_random.Below(open);  // the k-th open member
+    for (start = 0;; ++start) {
+      if (group.members[start]->closed()) continue;
+      if (k == 0) break;
+      --k;
+    }
+  }
+  for (size_t k = 0; k < n; ++k) {
+    Subscription* sub = group.members[(start + k) % n];
+    if (!sub->closed() && Deliver(worker, sub, frame, msg, nullptr)) return;
+  }
+}
+
 }  // namespace
 
 bool Router::DeliverToClient(IoWorker* worker, Subscription* sub, const Message& msg) {
@@ -187,22 +215,22 @@ void Router::PublishFromPeer(IoWorker* worker, const Message& msg, const std::ve
   for (Subscription* sub : result->plain) {
     if (!sub->remote() && !sub->closed()) Deliver(worker, sub, frame, msg, nullptr);
   }
-  if (queues.empty()) return;
-  for (const MatchResult::Group& group : result->groups) {
-    if (std::find(queues.begin(), queues.end(), group.name) == queues.end()) continue;
-    // Only our own members: the sender already chose this node. If the member
-    // it counted on has gone, another local one takes it; with none left the
-    // message is dropped here rather than sent to a third node.
-    absl::InlinedVector<Subscription*, 8> local;
-    for (Subscription* sub : group.members) {
-      if (!sub->remote() && !sub->closed()) local.push_back(sub);
-    }
-    if (local.empty()) continue;
-    const size_t start = t_random.Below(local.size());  // uniform over our members
-    for (size_t k = 0; k < local.size(); ++k) {
-      if (Deliver(worker, local[(start + k) % local.size()], frame, msg, nullptr)) break;
-    }
+  if (queues.empty() || result->groups.empty()) return;
+  // Each listed group by hash, and each at most once however often the frame
+  // names it (marks per group position, cleared before delivering).
+  thread_local std::vector<bool> t_listed;
+  if (t_listed.size() < result->groups.size()) t_listed.resize(result->groups.size());
+  absl::InlinedVector<const MatchResult::Group*, 8> chosen;
+  for (std::string_view name : queues) {
+    const MatchResult::Group* group = result->FindGroup(name);
+    if (group == nullptr) continue;
+    const size_t at = static_cast<size_t>(group - result->groups.data());
+    if (t_listed[at]) continue;
+    t_listed[at] = true;
+    chosen.push_back(group);
   }
+  for (const MatchResult::Group* group : chosen) t_listed[static_cast<size_t>(group - result->groups.data())] = false;
+  for (const MatchResult::Group* group : chosen) DeliverToLocalMember(worker, *group, frame, msg);
 }
 
 }  // namespace zmesh::server

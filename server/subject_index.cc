@@ -30,12 +30,44 @@ MatchResult::~MatchResult() {
   }
 }
 
-SubjectIndex::SubjectIndex() = default;
+const MatchResult::Group* MatchResult::FindGroup(std::string_view name) const {
+  auto it = group_index.find(AbslView(name));
+  return it == group_index.end() ? nullptr : &groups[it->second];
+}
+
+SubjectIndex::SubjectIndex(size_t change_log_size) : changes_(std::max<size_t>(change_log_size, 1)) {}
 
 SubjectIndex::~SubjectIndex() {
   std::vector<Subscription*> all;
   ForEach([&all](Subscription* s) { all.push_back(s); });
   for (Subscription* s : all) s->Unref();
+}
+
+void SubjectIndex::RecordChange(const std::string& subject) {
+  const uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
+  Change& c = changes_[generation % changes_.size()];
+  c.generation = generation;
+  c.logged = subject.size() <= kMaxLoggedSubject;
+  if (c.logged) {
+    c.subject.assign(subject);
+  } else {
+    c.subject.clear();
+  }
+  generation_.store(generation, std::memory_order_release);
+}
+
+bool SubjectIndex::ChangesSince(uint64_t since, std::vector<std::string>* subjects, uint64_t* now) const {
+  subjects->clear();
+  std::shared_lock lock(mu_);
+  const uint64_t current = generation_.load(std::memory_order_relaxed);  // stable under the lock
+  *now = current;
+  if (since == 0 || since > current || current - since > changes_.size()) return false;
+  for (uint64_t g = since + 1; g <= current; ++g) {
+    const Change& c = changes_[g % changes_.size()];
+    if (c.generation != g || !c.logged) return false;
+    subjects->push_back(c.subject);
+  }
+  return true;
 }
 
 bool SubjectIndex::Insert(Subscription* sub) {
@@ -63,14 +95,45 @@ bool SubjectIndex::Insert(Subscription* sub) {
   }
   sub->Ref();
   if (sub->is_queue()) {
-    sub->index_slot = static_cast<uint32_t>(node->queue.size());
-    node->queue.push_back(sub);
+    QueueMembers& members = node->queues[AbslView(sub->queue())];  // a new key views sub's queue()
+    sub->index_slot = static_cast<uint32_t>(members.size());
+    members.push_back(sub);
   } else {
     sub->index_slot = static_cast<uint32_t>(node->plain.size());
     node->plain.push_back(sub);
   }
   count_.fetch_add(1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);
+  RecordChange(sub->subject());
+  return true;
+}
+
+namespace {
+
+// Swap-removes `sub` from `vec` at its index_slot. False if it is not there.
+template <typename Vec>
+bool EraseAtSlot(Vec& vec, Subscription* sub) {
+  const uint32_t at = sub->index_slot;
+  if (at >= vec.size() || vec[at] != sub) return false;
+  vec[at] = vec.back();
+  vec[at]->index_slot = at;
+  vec.pop_back();
+  return true;
+}
+
+}  // namespace
+
+bool SubjectIndex::EraseQueueMember(Node* node, Subscription* sub) {
+  auto it = node->queues.find(AbslView(sub->queue()));
+  if (it == node->queues.end() || !EraseAtSlot(it->second, sub)) return false;
+  if (it->second.empty()) {
+    node->queues.erase(it);
+  } else if (it->first.data() == sub->queue().data()) {
+    // The key viewed the leaving member's queue(): re-key by one that stays.
+    QueueMembers rest = std::move(it->second);
+    node->queues.erase(it);
+    const absl::string_view key = AbslView(rest[0]->queue());
+    node->queues.emplace(key, std::move(rest));
+  }
   return true;
 }
 
@@ -93,15 +156,7 @@ bool SubjectIndex::RemoveFrom(Level* level, const std::string_view* tokens, size
 
   bool found = false;
   if (i + 1 == count) {
-    auto erase = [sub](auto& vec) {
-      const uint32_t at = sub->index_slot;
-      if (at >= vec.size() || vec[at] != sub) return false;
-      vec[at] = vec.back();
-      vec[at]->index_slot = at;
-      vec.pop_back();
-      return true;
-    };
-    found = sub->is_queue() ? erase(node->queue) : erase(node->plain);
+    found = sub->is_queue() ? EraseQueueMember(node, sub) : EraseAtSlot(node->plain, sub);
   } else if (node->next) {
     found = RemoveFrom(node->next.get(), tokens, count, i + 1, sub);
     if (found && node->next->empty()) node->next.reset();
@@ -124,7 +179,7 @@ void SubjectIndex::Remove(Subscription* sub) {
     found = !tokens.empty() && RemoveFrom(&root_, tokens.data(), tokens.size(), 0, sub);
     if (found) {
       count_.fetch_sub(1, std::memory_order_relaxed);
-      generation_.fetch_add(1, std::memory_order_release);
+      RecordChange(sub->subject());
     }
   }
   if (found) sub->Unref();
@@ -135,18 +190,33 @@ void SubjectIndex::AddNode(const Node* node, MatchResult* out) {
     s->Ref();
     out->plain.push_back(s);
   }
-  for (Subscription* s : node->queue) {
-    s->Ref();
-    auto it = std::find_if(out->groups.begin(), out->groups.end(),
-                           [s](const MatchResult::Group& g) { return g.name == s->queue(); });
-    if (it == out->groups.end()) {
-      out->groups.emplace_back();
-      it = out->groups.end() - 1;
-      it->name = s->queue();
+  if (node->queues.empty()) return;
+  if (out->groups.empty()) {
+    out->groups.reserve(node->queues.size());
+    out->group_index.reserve(node->queues.size());
+  }
+  for (const auto& [name, members] : node->queues) {
+    // `name` views members[0]'s queue(), which this result references.
+    auto [it, added] = out->group_index.try_emplace(name, static_cast<uint32_t>(out->groups.size()));
+    if (added) out->groups.emplace_back().name = std::string_view(name.data(), name.size());
+    MatchResult::Group& group = out->groups[it->second];
+    for (Subscription* s : members) {
+      s->Ref();
+      group.members.push_back(s);
     }
-    it->members.push_back(s);
-    it->total_weight += s->weight();
-    it->cumulative_weight.push_back(it->total_weight);
+  }
+}
+
+void SubjectIndex::FinishGroups(MatchResult* out) {
+  for (MatchResult::Group& g : out->groups) {
+    const auto remote_begin =
+        std::partition(g.members.begin(), g.members.end(), [](const Subscription* s) { return !s->remote(); });
+    g.local_count = static_cast<uint32_t>(remote_begin - g.members.begin());
+    g.cumulative_weight.reserve(g.members.size());
+    for (const Subscription* s : g.members) {
+      g.total_weight += s->weight();
+      g.cumulative_weight.push_back(g.total_weight);
+    }
   }
 }
 
@@ -181,8 +251,11 @@ std::unique_ptr<MatchResult> SubjectIndex::Match(std::string_view subject) const
   if (tokens.empty() || std::any_of(tokens.begin(), tokens.end(), [](std::string_view t) { return t.empty(); })) {
     return result;
   }
-  std::shared_lock lock(mu_);
-  Collect(&root_, tokens.data(), tokens.size(), 0, result.get());
+  {
+    std::shared_lock lock(mu_);
+    Collect(&root_, tokens.data(), tokens.size(), 0, result.get());
+  }
+  FinishGroups(result.get());  // members are referenced and their fields immutable: no lock needed
   return result;
 }
 

@@ -52,7 +52,8 @@ class Subscription {
   uint64_t CountDelivery() { return delivered_.fetch_add(1, std::memory_order_relaxed) + 1; }
   uint64_t delivered() const { return delivered_.load(std::memory_order_relaxed); }
 
-  // Position inside its index node; private to SubjectIndex (under its lock).
+  // Position among its index node's plain subscriptions, or among its queue
+  // group's members there; private to SubjectIndex (under its lock).
   uint32_t index_slot = 0;
 
  private:
