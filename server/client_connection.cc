@@ -36,6 +36,7 @@ ClientConnection::ClientConnection(ServerContext* ctx, IoWorker* worker, int fd,
       parser_(proto::Parser::Role::kServer,
               proto::Parser::Limits{ctx->options.max_control_line, ctx->options.max_payload}),
       auth_required_(ctx->authenticator != nullptr) {
+  out().set_budget(&ctx->client_pending);
   write_deadline_ms_ = ctx->options.write_deadline_ms;
   handshake_timeout_ms_ = ctx->options.auth_timeout_ms;
   parser_.set_headers_allowed(false);  // until CONNECT asks for headers

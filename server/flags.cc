@@ -53,6 +53,10 @@ DEFINE_int64(ping_interval_ms, 120000, "PING a connection idle this long; peer l
 DEFINE_int32(max_pings_out, 2, "Close a connection (-ERR 'Stale Connection') with more than this many PINGs unanswered");
 DEFINE_int64(write_deadline_ms, 10000, "Close a client as a slow consumer when its socket accepts no bytes for this long");
 DEFINE_int64(max_pending_bytes, 64ll << 20, "Close a client as a slow consumer when this many bytes are waiting to be written to it");
+DEFINE_int64(max_pending_bytes_total, 1ll << 30,
+             "Node-wide bound on bytes waiting to be written to clients (0 = none). While the node is over it, a "
+             "client that is behind (over 256 KiB queued that its socket did not take) and is handed another message is "
+             "closed as a slow consumer; clients that keep up are not touched");
 DEFINE_int64(lame_duck_grace_ms, 2000,
              "On SIGTERM/SIGINT (lame duck): after deleting the znode, refusing new clients and telling clients "
              "(INFO ldm) to move, wait this long before closing any client");
@@ -123,6 +127,7 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   o->max_pings_out = FLAGS_max_pings_out;
   o->write_deadline_ms = FLAGS_write_deadline_ms;
   o->max_pending_bytes = static_cast<size_t>(std::max<int64_t>(FLAGS_max_pending_bytes, 1024));
+  o->max_pending_bytes_total = static_cast<size_t>(std::max<int64_t>(FLAGS_max_pending_bytes_total, 0));
   o->users_file = FLAGS_users_file;
   o->max_logins_in_flight_per_ip = FLAGS_max_logins_in_flight_per_ip;
   o->lame_duck_grace_ms = std::max<int64_t>(FLAGS_lame_duck_grace_ms, 0);

@@ -52,6 +52,7 @@ struct Options {
   int max_pings_out = 2;
   int64_t write_deadline_ms = 10000;
   size_t max_pending_bytes = 64u << 20;
+  size_t max_pending_bytes_total = size_t{1} << 30;  // all clients together; 0 = no bound
 
   // Graceful leave (SIGTERM/SIGINT).
   int64_t lame_duck_grace_ms = 2000;

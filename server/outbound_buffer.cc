@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "server/event_loop.h"
+#include "server/pending_budget.h"
 #include "server/transport.h"
 
 namespace zmesh::server {
@@ -136,6 +137,7 @@ void OutboundBuffer::FreeAllLocked() {
     head_ = next;
   }
   tail_ = nullptr;
+  if (budget_ != nullptr) budget_->Release(pending_);
   pending_ = 0;
 }
 
@@ -165,6 +167,13 @@ OutboundBuffer::AppendResult OutboundBuffer::Append(const std::string_view* piec
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return AppendResult::kClosed;
   if (pending_ + total > max_pending_) return AppendResult::kOverLimit;
+  // Over the node's budget, a connection that is behind (more than the
+  // backpressure threshold still queued here, which its socket did not take)
+  // gets no more copies: it is cut, and its bytes go back to the budget.
+  if (budget_ != nullptr && pending_ > backpressure_threshold_ && budget_->Exceeded(total)) {
+    budget_->CountCut();
+    return AppendResult::kOverLimit;
+  }
   if (tail_ != nullptr && tail_->capacity - tail_->end >= total) {
     // The common case: the whole message fits the current chunk.
     char* out = tail_->data() + tail_->end;
@@ -177,6 +186,7 @@ OutboundBuffer::AppendResult OutboundBuffer::Append(const std::string_view* piec
     for (size_t i = 0; i < count; ++i) CopyIn(pieces[i].data(), pieces[i].size());
   }
   pending_ += total;
+  if (budget_ != nullptr) budget_->Add(total);
   if (pending_after != nullptr) *pending_after = pending_;
   if (is_message) {
     ++out_msgs_;
@@ -202,6 +212,7 @@ int OutboundBuffer::FillIov(iovec* iov, int max_iov, size_t* total) const {
 
 void OutboundBuffer::Consume(size_t n) {
   pending_ -= n;
+  if (budget_ != nullptr) budget_->Release(n);
   while (n > 0 && head_ != nullptr) {
     const size_t k = std::min<size_t>(n, head_->end - head_->begin);
     head_->begin += static_cast<uint32_t>(k);

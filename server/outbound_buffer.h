@@ -28,6 +28,7 @@
 
 namespace zmesh::server {
 
+class PendingBudget;
 class Transport;
 
 class OutboundBuffer {
@@ -35,7 +36,8 @@ class OutboundBuffer {
   enum class AppendResult : uint8_t {
     kQueued,            // someone will write it
     kQueuedNeedsFlush,  // the caller must arrange a Flush (first append since the last one)
-    kOverLimit,         // refused: max_pending would be exceeded (slow consumer)
+    kOverLimit,         // refused: max_pending would be exceeded, or the node's PendingBudget
+                        // while this connection is behind (slow consumer)
     kClosed,            // refused: the connection is closing
   };
   enum class FlushResult : uint8_t {
@@ -53,6 +55,9 @@ class OutboundBuffer {
         backpressure_threshold_(ThresholdFor(max_pending)) {}
   // Before any write (owner thread, before the connection starts).
   void set_transport(Transport* transport) { transport_ = transport; }
+  // Counts this buffer's bytes in `budget` and obeys it (client connections;
+  // see PendingBudget). Before the first append; the budget outlives us.
+  void set_budget(PendingBudget* budget) { budget_ = budget; }
   ~OutboundBuffer();
   OutboundBuffer(const OutboundBuffer&) = delete;
   OutboundBuffer& operator=(const OutboundBuffer&) = delete;
@@ -117,6 +122,7 @@ class OutboundBuffer {
   mutable std::mutex mu_;
   int fd_;                      // -1 once closed
   Transport* transport_;
+  PendingBudget* budget_ = nullptr;
   const size_t max_pending_;
   const size_t backpressure_threshold_;
   Chunk* head_ = nullptr;

@@ -19,6 +19,7 @@
 #include "server/closed_connections.h"
 #include "server/info_builder.h"
 #include "server/options.h"
+#include "server/pending_budget.h"
 #include "server/router.h"
 #include "server/subject_index.h"
 
@@ -29,9 +30,10 @@ class InterestObserver;
 
 struct ServerContext {
   explicit ServerContext(const Options& opts, InfoStatic info)
-      : options(opts), info(std::move(info)), router(this) {}
+      : options(opts), client_pending(opts.max_pending_bytes_total), info(std::move(info)), router(this) {}
 
   const Options options;
+  PendingBudget client_pending;  // bytes queued to all clients (--max_pending_bytes_total)
   std::string node_id;
   SubjectIndex index;
   InfoBuilder info;

@@ -77,6 +77,11 @@ void ServeMetrics(MonitorContext& mc, const Query&, Respond respond) {
   m.Single("zmesh_auth_overloaded_total", Type::kCounter,
            "Client logins closed unjudged (-ERR 'Server Busy, Try Again') because the authenticator was busy",
            d(t.auth_overloaded));
+  m.Single("zmesh_client_pending_bytes", Type::kGauge,
+           "Bytes queued to all clients (bounded by --max_pending_bytes_total)", d(t.pending_bytes));
+  m.Single("zmesh_pending_budget_cuts_total", Type::kCounter,
+           "Slow consumers cut because the node's queued bytes were over --max_pending_bytes_total",
+           d(t.pending_budget_cuts));
   m.Single("zmesh_subscriptions", Type::kGauge, "Subject index entries: client subscriptions and remote interest",
            d(t.subscriptions));
 

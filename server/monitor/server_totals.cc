@@ -63,6 +63,9 @@ ServerTotals CollectTotals(const MonitorSources& s) {
   t.total_connections = ctx.total_connections.load(std::memory_order_relaxed);
   t.auth_failures = ctx.auth_failures.load(std::memory_order_relaxed);
   t.auth_overloaded = ctx.auth_overloaded.load(std::memory_order_relaxed);
+  t.pending_bytes = ctx.client_pending.total();
+  t.pending_budget = ctx.client_pending.limit();
+  t.pending_budget_cuts = ctx.client_pending.cuts();
   t.subscriptions = ctx.index.size();
   if (const mesh::Mesh* m = s.mesh ? s.mesh() : nullptr) {
     t.mesh = CollectMesh(*m, t.serving);

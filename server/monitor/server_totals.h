@@ -39,6 +39,9 @@ struct ServerTotals {
   uint64_t slow_consumers = 0;
   uint64_t auth_failures = 0;
   uint64_t auth_overloaded = 0;
+  uint64_t pending_bytes = 0;        // queued to all clients now
+  uint64_t pending_budget = 0;       // --max_pending_bytes_total (0 = none)
+  uint64_t pending_budget_cuts = 0;  // slow consumers cut because the node was over it
   size_t subscriptions = 0;  // subject index entries: client subscriptions and remote interest
   MeshTotals mesh;
 };

@@ -79,6 +79,9 @@ void ServeVarz(MonitorContext& mc, const Query&, Respond respond) {
       {"subscriptions", t.subscriptions},
       {"auth_failures", t.auth_failures},
       {"auth_overloaded", t.auth_overloaded},
+      {"pending_bytes", t.pending_bytes},
+      {"pending_budget", t.pending_budget},
+      {"pending_budget_cuts", t.pending_budget_cuts},
       {"http_req_stats", mc.http_req_stats},
       {"mesh", std::move(mesh)},
   };
