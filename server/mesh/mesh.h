@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "proto/name_bounds.h"
 #include "server/connection.h"
 #include "server/event_loop.h"
 #include "server/listener.h"
@@ -81,6 +82,8 @@ struct MeshOptions {
   int64_t interest_barrier_timeout_ms = 5000;
   size_t peer_max_pending_bytes = 256u << 20;
   size_t max_frame_bytes = (1u << 20) + (1u << 20);
+  // Names a peer frame may carry (the same bounds as the client port).
+  proto::NameBounds name_bounds;
 };
 
 // What /peerz and /healthz report about one peer (a copy).
