@@ -95,6 +95,7 @@ struct PeerStatus {
   bool linked = false;      // has an active link
   bool synced = false;      // its full interest arrived
   bool outbound = false;    // we dialled the active link
+  uint64_t link_id = 0;     // the active link's connection id (0 = none): a reset or replacement changes it
   const char* security = "";  // how links are protected: tls1.3-psk, tls1.3-certificates, plaintext
   int64_t rtt_ms = -1;
   size_t pending_bytes = 0;
