@@ -42,17 +42,18 @@ DEFINE_int64(interest_barrier_timeout_ms, 5000,
              "A client's PING after SUB/UNSUB is answered once every peer applied the change; a peer that has not "
              "within this long is logged, counted and its link reset (it re-syncs), then the PONG goes out");
 DEFINE_int64(peer_max_pending_bytes, 256ll << 20,
-             "Bytes waiting to be written to one peer link; beyond it the link is reset and re-synced");
+             "Bytes waiting to be written to one peer link (at most 16 GiB); beyond it the link is reset and re-synced");
 DEFINE_int32(threads, 0, "I/O threads serving connections; 0 = number of cores");
 DEFINE_int64(max_payload, 1 << 20, "Largest message payload in bytes; a bigger PUB gets -ERR 'Maximum Payload Violation' and is closed");
-DEFINE_int32(max_control_line, 4096, "Longest protocol control line in bytes; a longer one gets -ERR 'maximum control line exceeded' and is closed");
-DEFINE_int32(max_connections, 65536, "Client connections accepted at once; beyond it a new client gets -ERR 'maximum connections exceeded'");
+DEFINE_int32(max_control_line, 4096, "Longest protocol control line in bytes (64 to 1048576); a longer one gets -ERR 'maximum control line exceeded' and is closed");
+DEFINE_int32(max_connections, 65536, "Client connections accepted at once (at most 1000000); beyond it a new client gets -ERR 'maximum connections exceeded'");
 DEFINE_int32(max_subs, 65536,
              "Subscriptions per client connection (at most 10000000); beyond it SUB gets -ERR 'maximum subscriptions "
              "exceeded' and the connection stays open, as with nats-server; 0 = only --max_subs_total applies");
 DEFINE_int64(max_subs_total, 1000000,
              "Subscriptions of all clients of this node together (1 to 100000000); beyond it SUB gets -ERR 'maximum "
-             "subscriptions exceeded' and the connection stays open");
+             "subscriptions exceeded' and the connection stays open. A subscription costs about 0.5 KB with a short "
+             "subject, 2.5 KB with a 1 KB one, on this node and again on each peer");
 DEFINE_int32(max_subject_length, 1024,
              "Longest subject or reply subject in bytes (1 to 65535, the peer wire format's limit), for SUB, PUB and "
              "peer input; a longer SUB or PUB gets -ERR 'Invalid Subject: ...' / 'Invalid Publish Subject: ...' and "
@@ -67,7 +68,7 @@ DEFINE_int64(auth_timeout_ms, 2000, "With --users_file, a client that has not se
 DEFINE_int64(ping_interval_ms, 120000, "PING a connection idle this long; peer links are pinged at this interval regardless of traffic");
 DEFINE_int32(max_pings_out, 2, "Close a connection (-ERR 'Stale Connection') with more than this many PINGs unanswered");
 DEFINE_int64(write_deadline_ms, 10000, "Close a client as a slow consumer when its socket accepts no bytes for this long");
-DEFINE_int64(max_pending_bytes, 64ll << 20, "Close a client as a slow consumer when this many bytes are waiting to be written to it");
+DEFINE_int64(max_pending_bytes, 64ll << 20, "Close a client as a slow consumer when this many bytes are waiting to be written to it (at most 16 GiB)");
 DEFINE_int64(lame_duck_grace_ms, 2000,
              "On SIGTERM/SIGINT (lame duck): after deleting the znode, refusing new clients and telling clients "
              "(INFO ldm) to move, wait this long before closing any client");
