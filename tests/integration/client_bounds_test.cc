@@ -17,8 +17,15 @@
 //    connection that stays open, RSS of both nodes stays within a stated
 //    bound, the peer link stays up, and an UNSUB frees budget again.
 //    Subjects and publishes beyond the name bounds get a clear -ERR too.
+//  - BoundFlagsBeyondTheWireAreRefusedAtStart: a name bound the peer wire
+//    format cannot carry, or any bound flag beyond its upper limit, stops
+//    the node at start with exit status 2 and a message naming the flag.
+
+#include <sys/wait.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <regex>
 #include <string>
@@ -30,6 +37,7 @@
 #include "tests/integration/mesh_fixture.h"
 #include "tests/integration/mesh_traffic.h"
 #include "tests/support/mesh_cluster.h"
+#include "tests/support/process.h"
 #include "tests/support/raw_client.h"
 #include "tests/support/wait_for.h"
 
@@ -258,6 +266,33 @@ TEST_F(ClientBoundsTest, SubscriptionFloodIsRefusedWithinBudget) {
   EXPECT_EQ(LinkId(*mesh_, b, mesh_->id(a)), link_b) << "B's link to A was replaced";
   EXPECT_EQ(mesh_->Healthz(a), 200);
   EXPECT_EQ(mesh_->Healthz(b), 200);
+}
+
+TEST(ClientBoundsFlagsTest, BoundFlagsBeyondTheWireAreRefusedAtStart) {
+  const std::string binary = ZmeshServerPath();
+  const std::string log = ::testing::TempDir() + "/client_bounds_flags.log";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--max_subject_length=65536", "--max_subject_length must be in [1, 65535]"},
+      {"--max_queue_name_length=70000", "--max_queue_name_length must be in [1, 65535]"},
+      {"--max_subject_tokens=0", "--max_subject_tokens must be in [1, 32768]"},
+      {"--max_control_line=2000000", "--max_control_line must be at most 1048576"},
+      {"--max_subs=-1", "--max_subs must be in [0, 10000000]"},
+      {"--max_subs_total=0", "--max_subs_total must be in [1, 100000000]"},
+      {"--max_connections=2000000", "--max_connections must be in [1, 1000000]"},
+      {"--max_pending_bytes=40000000000", "--max_pending_bytes and --peer_max_pending_bytes must be at most 16 GiB"},
+  };
+  for (const auto& [flag, message] : cases) {
+    std::remove(log.c_str());
+    Process p;
+    std::string error;
+    ASSERT_TRUE(p.Start({binary, "--listen=127.0.0.1:0", "--peer_listen=127.0.0.1:0", flag}, log, &error)) << error;
+    const auto status = p.WaitExit(seconds(10));
+    ASSERT_TRUE(status.has_value()) << flag << ": the node did not stop";
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << flag;
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find(message), std::string::npos) << flag << " logged: " << text;
+  }
 }
 
 }  // namespace
