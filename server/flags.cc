@@ -3,6 +3,7 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -18,7 +19,7 @@ DEFINE_string(advertise, "",
               "non-loopback address when that is 0.0.0.0");
 DEFINE_string(http_listen, "", "Monitoring HTTP host:port (/healthz /varz /connz /subsz /peerz /metrics); empty = off");
 DEFINE_string(ports_file, "", "Once listening, write {\"client\":…,\"peer\":…,\"http\":…} to this file (atomically)");
-DEFINE_string(node_id, "", "Stable node id, unique in the mesh; empty = generated at start");
+DEFINE_string(node_id, "", "Stable node id, unique in the mesh (at most 255 bytes, no '/', whitespace or control characters); empty = generated at start");
 DEFINE_string(zk, "", "ZooKeeper connect string host:port[,host:port]; empty = standalone node without a mesh");
 DEFINE_string(zk_root, "/zmesh/default", "Mesh root path in ZooKeeper; nodes register under <zk_root>/nodes");
 DEFINE_int32(zk_session_timeout_ms, 10000, "Requested ZooKeeper session timeout; ZooKeeper may clamp it");
@@ -201,6 +202,14 @@ bool OptionsFromFlags(Options* o, std::string* error) {
       o->interest_barrier_timeout_ms <= 0) {
     *error = "--join_timeout_ms, --join_grace_ms, --anti_entropy_interval_ms and --interest_barrier_timeout_ms must "
              "be positive";
+    return false;
+  }
+  // The node id crosses peer links in HELLO (a u16-length string without
+  // whitespace or control characters) and names a znode (no '/').
+  if (o->node_id.size() > 255 || std::any_of(o->node_id.begin(), o->node_id.end(), [](char c) {
+        return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == '/';
+      })) {
+    *error = "--node_id must be at most 255 bytes without '/', whitespace or control characters";
     return false;
   }
   if (o->max_connections <= 0 || o->max_connections > kMaxConnectionsLimit) {
