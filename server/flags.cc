@@ -48,10 +48,11 @@ DEFINE_int32(threads, 0, "I/O threads serving connections; 0 = number of cores")
 DEFINE_int64(max_payload, 1 << 20, "Largest message payload in bytes; a bigger PUB gets -ERR 'Maximum Payload Violation' and is closed");
 DEFINE_int32(max_control_line, 4096, "Longest protocol control line in bytes (64 to 1048576); a longer one gets -ERR 'maximum control line exceeded' and is closed");
 DEFINE_int32(max_connections, 65536, "Client connections accepted at once (at most 1000000); beyond it a new client gets -ERR 'maximum connections exceeded'");
-DEFINE_int32(max_subs, 65536,
-             "Subscriptions per client connection (at most 10000000); beyond it SUB gets -ERR 'maximum subscriptions "
+DEFINE_int32(max_subs, 1048576,
+             "Subscriptions per client connection (at most 10000000), so that one connection cannot take the whole node "
+             "budget; beyond it SUB gets -ERR 'maximum subscriptions "
              "exceeded' and the connection stays open, as with nats-server; 0 = only --max_subs_total applies");
-DEFINE_int64(max_subs_total, 1000000,
+DEFINE_int64(max_subs_total, 2000000,
              "Subscriptions of all clients of this node together (1 to 100000000); beyond it SUB gets -ERR 'maximum "
              "subscriptions exceeded' and the connection stays open. A subscription costs about 0.5 KB with a short "
              "subject, 2.5 KB with a 1 KB one, on this node and again on each peer");

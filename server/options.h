@@ -48,8 +48,8 @@ struct Options {
   int64_t max_payload = 1 << 20;
   size_t max_control_line = 4096;
   int max_connections = 65536;
-  int max_subs = 65536;              // per connection; 0 = only the node budget
-  int64_t max_subs_total = 1000000;  // local client subscriptions on the node
+  int max_subs = 1048576;            // per connection; 0 = only the node budget
+  int64_t max_subs_total = 2000000;  // local client subscriptions on the node
   // Subject length (bytes) and tokens, queue-name length: SUB, PUB, peers.
   proto::NameBounds name_bounds{1024, 64, 256};
   int64_t auth_timeout_ms = 2000;
