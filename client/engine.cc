@@ -115,11 +115,25 @@ Status Engine::Subscribe(std::string_view subject, std::string_view queue, Messa
   if (kind == SubState::Kind::kAsync) dispatcher_->Start();
   auto sub = std::make_shared<SubState>(subs_.NextSid(), std::string(subject), std::string(queue), kind,
                                         std::move(handler), options_.pending_msgs_limit, options_.pending_bytes_limit);
+  bool sent = false;
   const bool ok = outbox_->WithLock([&](bool connected, std::string* pending) {
     subs_.Add(sub);
     if (connected) proto::AppendSub(pending, sub->subject, sub->queue_group, sub->sid);
+    sent = connected;
   });
   if (!ok) return Status(StatusCode::kClosed, "client closed");
+  // Disconnected: the reconnect re-subscribes and confirms before it reports.
+  if (sent && options_.subscribe_confirm_timeout.count() > 0) {
+    Status st = Flush(Clock::now() + options_.subscribe_confirm_timeout);
+    if (st.code() == StatusCode::kTimeout) {
+      Unsubscribe(sub);
+      return Status(StatusCode::kTimeout, "subscription to '" + sub->subject + "' not confirmed by the mesh within " +
+                                              std::to_string(options_.subscribe_confirm_timeout.count()) + " ms");
+    }
+    // kDisconnected: the connection was lost meanwhile; the next one
+    // re-subscribes (and confirms). kClosed: the client is closing.
+    if (st.code() == StatusCode::kClosed) return st;
+  }
   *out = std::move(sub);
   return Status::Ok();
 }

@@ -329,9 +329,13 @@ void Session::OnConnectionReady(Connection* conn) {
   state_->server_max_payload.store(conn->info().max_payload);
 
   // Re-subscribe everything before anything queued meanwhile, under the
-  // Outbox lock so no Subscribe/Unsubscribe slips between.
+  // Outbox lock so no Subscribe/Unsubscribe slips between. A PING follows:
+  // its PONG comes once every node of the mesh has the subscriptions (the
+  // interest barrier), and only then is the move reported.
   std::string* out = conn->wbuf();
   std::vector<std::shared_ptr<SubState>> ended;
+  size_t resubscribed = 0;
+  resubscribed_ = nullptr;
   outbox_->SetConnected([&] {
     for (const auto& sub : subs_->All()) {
       const int64_t max = sub->max_msgs.load();
@@ -342,6 +346,12 @@ void Session::OnConnectionReady(Connection* conn) {
       }
       proto::AppendSub(out, sub->subject, sub->queue_group, sub->sid);
       if (max > 0) proto::AppendUnsub(out, sub->sid, remaining);
+      ++resubscribed;
+    }
+    if (resubscribed > 0 && options_.subscribe_confirm_timeout.count() > 0) {
+      proto::AppendPing(out);
+      resubscribed_ = std::make_shared<Completion<bool>>();
+      inflight_pongs_.push_back(resubscribed_);  // first: nothing else is in flight on a new connection
     }
   });
   for (const auto& sub : ended) subs_->Remove(sub->sid);
@@ -350,13 +360,18 @@ void Session::OnConnectionReady(Connection* conn) {
   // attempt already. Either way this connection is no longer ours.
   if (conn_.get() != conn || !conn_ready_) return;
 
-  const bool reconnect = ever_connected_;
+  if (ever_connected_) state_->reconnects.fetch_add(1, std::memory_order_relaxed);
   ever_connected_ = true;
-  if (reconnect) state_->reconnects.fetch_add(1, std::memory_order_relaxed);
   state_->SetState(ConnectionState::kConnected, conn->url().ToString());
-  dispatcher_->Emit(reconnect ? EventType::kReconnected : EventType::kConnected, conn->url().ToString(), Status());
+  if (resubscribed_ == nullptr) ReportConnected(conn->url());
   HandleServerInfo(conn->info());
   if (conn_.get() == conn && conn_ready_) Pump();
+}
+
+void Session::ReportConnected(const ServerUrl& url) {
+  AssertInIoThread();
+  dispatcher_->Emit(reported_connected_ ? EventType::kReconnected : EventType::kConnected, url.ToString(), Status());
+  reported_connected_ = true;
 }
 
 void Session::OnConnectionOp(Connection* conn, const proto::Op& op) {
@@ -372,6 +387,10 @@ void Session::OnConnectionOp(Connection* conn, const proto::Op& op) {
         PongWaiter w = std::move(inflight_pongs_.front());
         inflight_pongs_.pop_front();
         if (w) w->Complete(Status::Ok(), true);
+        if (w != nullptr && w == resubscribed_) {
+          resubscribed_ = nullptr;
+          ReportConnected(conn->url());
+        }
       }
       return;
     case proto::OpType::kInfo:
@@ -444,6 +463,7 @@ void Session::DropConnection(Status why, bool lame_duck) {
     if (w) w->Complete(Status(StatusCode::kDisconnected, why.message()));
   }
   inflight_pongs_.clear();
+  resubscribed_ = nullptr;  // the next connection re-subscribes and reports
   inbound_.Reset();
   const auto now = Clock::now();
   if (lame_duck) {

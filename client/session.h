@@ -101,6 +101,8 @@ class Session : public Connection::Delegate {
   // in-flight flushes, tell the pool, and fail over.
   void DropConnection(Status why, bool lame_duck);
   void AttemptFailed(const ServerUrl& url, const Status& why);
+  // Emits kConnected the first time, kReconnected after.
+  void ReportConnected(const ServerUrl& url);
   // Keeps a closed connection until the loop is past the callback it was
   // closed in (a Connection must not be freed inside its own callback).
   void Retire(std::unique_ptr<Connection> conn);
@@ -141,6 +143,10 @@ class Session : public Connection::Delegate {
   Clock::time_point last_ping_{};
   int failed_attempts_ = 0;
   bool ever_connected_ = false;
+  bool reported_connected_ = false;  // kConnected was emitted; later connections are kReconnected
+  // The PONG after a connection's re-subscription; the connection is
+  // reported (kConnected/kReconnected) when it arrives.
+  PongWaiter resubscribed_;
   std::set<std::string> initial_tried_;
   bool io_closed_ = false;
 };

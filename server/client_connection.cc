@@ -188,13 +188,23 @@ void ClientConnection::HandleConnect(std::string_view json_text) {
     std::string pass = opts.pass.value_or("");
     auth_pending_ = true;
     RefPtr<ClientConnection> self(this);
-    ctx_->authenticator->Verify(user_, std::move(pass), [self, protocol, wants_account](auth::AuthResult r) {
+    ctx_->authenticator->Verify(remote_ip_, user_, std::move(pass), [self, protocol, wants_account](auth::AuthResult r) {
       // Runs on an authenticator worker: hand the verdict to our loop.
       auto result = std::make_shared<auth::AuthResult>(std::move(r));
       self->loop()->QueueInLoop([self, result, protocol, wants_account] {
         ClientConnection* c = self.get();
         c->auth_pending_ = false;
         if (c->closing()) return;
+        // A SIGHUP reload may have come since the worker's verdict; one that
+        // comes after this line re-checks us in OnUsersReloaded.
+        *result = c->ctx_->authenticator->Confirm(std::move(*result));
+        if (auth::IsRetryable(result->status)) {
+          // Not a verdict on the credentials: no 'Authorization Violation',
+          // which makes standard clients give up reconnecting.
+          c->ctx_->auth_overloaded.fetch_add(1, std::memory_order_relaxed);
+          c->ErrAndClose("Server Busy, Try Again", CloseReason::kServerBusy);
+          return;
+        }
         if (!result->ok() || wants_account) {
           c->ctx_->auth_failures.fetch_add(1, std::memory_order_relaxed);
           LOG(INFO) << "cid=" << c->id() << " " << c->remote_address() << " authentication failed for user '"

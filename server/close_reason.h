@@ -31,6 +31,7 @@ enum class CloseReason : uint8_t {
   kLameDuck,
   kTlsHandshakeError,
   kPeerRefused,
+  kServerBusy,
 };
 
 constexpr std::string_view CloseReasonText(CloseReason r) {
@@ -57,6 +58,7 @@ constexpr std::string_view CloseReasonText(CloseReason r) {
     case CloseReason::kLameDuck: return "Lame Duck Mode";
     case CloseReason::kTlsHandshakeError: return "TLS Handshake Failure";
     case CloseReason::kPeerRefused: return "Peer Link Refused";
+    case CloseReason::kServerBusy: return "Server Busy";
   }
   return "Unknown";
 }

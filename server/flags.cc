@@ -77,6 +77,10 @@ DEFINE_int64(lame_duck_grace_ms, 2000,
 DEFINE_int64(lame_duck_duration_ms, 30000,
              "Lame duck: spread the closing of the remaining clients over this long, then drain and exit 0; a second "
              "signal exits at once");
+DEFINE_int32(max_logins_in_flight_per_ip, 16,
+             "With --users_file, password checks queued or running at once for one client IP address (the queue "
+             "holds 1024 in all); a CONNECT beyond it is closed with -ERR 'Server Busy, Try Again' (standard clients "
+             "retry) without taking a slot from other addresses; 0 = no per-address bound");
 DEFINE_string(users_file, "", "File of user:hash lines (made by `zmesh passwd`), with optional permissions; empty = no authentication. SIGHUP reloads it");
 DEFINE_string(tls_cert, "",
               "PEM certificate chain; when set, clients must use TLS (INFO tls_required, as nats-server: INFO in "
@@ -157,6 +161,7 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   o->write_deadline_ms = FLAGS_write_deadline_ms;
   o->max_pending_bytes = static_cast<size_t>(std::max<int64_t>(FLAGS_max_pending_bytes, 1024));
   o->users_file = FLAGS_users_file;
+  o->max_logins_in_flight_per_ip = FLAGS_max_logins_in_flight_per_ip;
   o->lame_duck_grace_ms = std::max<int64_t>(FLAGS_lame_duck_grace_ms, 0);
   o->lame_duck_duration_ms = std::max<int64_t>(FLAGS_lame_duck_duration_ms, 0);
   o->tls_cert = FLAGS_tls_cert;
@@ -176,6 +181,10 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   }
   if (o->ping_interval_ms <= 0 || o->max_pings_out <= 0 || o->write_deadline_ms <= 0 || o->auth_timeout_ms <= 0) {
     *error = "durations and --max_pings_out must be positive";
+    return false;
+  }
+  if (o->max_logins_in_flight_per_ip < 0) {
+    *error = "--max_logins_in_flight_per_ip must be 0 (no bound) or positive";
     return false;
   }
   if (o->tls_cert.empty() != o->tls_key.empty()) {

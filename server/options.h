@@ -64,6 +64,7 @@ struct Options {
 
   // Authentication.
   std::string users_file;
+  int max_logins_in_flight_per_ip = 16;  // 0 = no per-address bound
 
   // TLS.
   std::string tls_cert, tls_key, tls_ca;

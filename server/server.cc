@@ -122,6 +122,7 @@ bool Server::Start(std::string* error) {
   if (!options_.users_file.empty()) {
     auth::Authenticator::Options ao;
     ao.users_file = options_.users_file;
+    ao.max_in_flight_per_source = static_cast<size_t>(options_.max_logins_in_flight_per_ip);
     auto authenticator = auth::Authenticator::Create(ao);
     if (!authenticator.ok()) {
       *error = std::string(authenticator.status().message());

@@ -53,6 +53,7 @@ struct ServerContext {
   std::atomic<uint64_t> next_client_id{1};
   std::atomic<uint64_t> total_connections{0};
   std::atomic<uint64_t> auth_failures{0};
+  std::atomic<uint64_t> auth_overloaded{0};  // logins closed unjudged as retryable (authenticator busy)
 };
 
 }  // namespace zmesh::server

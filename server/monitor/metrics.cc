@@ -74,6 +74,9 @@ void ServeMetrics(MonitorContext& mc, const Query&, Respond respond) {
   m.Single("zmesh_out_bytes_total", Type::kCounter, "Payload bytes delivered to clients", d(t.out_bytes));
   m.Single("zmesh_slow_consumers_total", Type::kCounter, "Clients closed as slow consumers", d(t.slow_consumers));
   m.Single("zmesh_auth_failures_total", Type::kCounter, "Failed client authentications", d(t.auth_failures));
+  m.Single("zmesh_auth_overloaded_total", Type::kCounter,
+           "Client logins closed unjudged (-ERR 'Server Busy, Try Again') because the authenticator was busy",
+           d(t.auth_overloaded));
   m.Single("zmesh_subscriptions", Type::kGauge, "Subject index entries: client subscriptions and remote interest",
            d(t.subscriptions));
 

@@ -62,6 +62,7 @@ ServerTotals CollectTotals(const MonitorSources& s) {
   t.connections = ctx.client_count.load(std::memory_order_relaxed);
   t.total_connections = ctx.total_connections.load(std::memory_order_relaxed);
   t.auth_failures = ctx.auth_failures.load(std::memory_order_relaxed);
+  t.auth_overloaded = ctx.auth_overloaded.load(std::memory_order_relaxed);
   t.subscriptions = ctx.index.size();
   if (const mesh::Mesh* m = s.mesh ? s.mesh() : nullptr) {
     t.mesh = CollectMesh(*m, t.serving);

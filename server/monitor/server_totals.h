@@ -38,6 +38,7 @@ struct ServerTotals {
   uint64_t in_msgs = 0, in_bytes = 0, out_msgs = 0, out_bytes = 0;
   uint64_t slow_consumers = 0;
   uint64_t auth_failures = 0;
+  uint64_t auth_overloaded = 0;
   size_t subscriptions = 0;  // subject index entries: client subscriptions and remote interest
   MeshTotals mesh;
 };

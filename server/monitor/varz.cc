@@ -79,6 +79,7 @@ void ServeVarz(MonitorContext& mc, const Query&, Respond respond) {
       {"slow_consumers", t.slow_consumers},
       {"subscriptions", t.subscriptions},
       {"auth_failures", t.auth_failures},
+      {"auth_overloaded", t.auth_overloaded},
       {"http_req_stats", mc.http_req_stats},
       {"limits",
        {{"max_subs_total", o.max_subs_total},

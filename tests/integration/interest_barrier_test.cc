@@ -5,7 +5,7 @@
 // PONG on another node is often dropped: interest had not arrived yet).
 //
 //  - SubscribeFlushThenPublishElsewhere: SUB + PING on n1, and at the PONG a
-//    publish on n2 and on n3, 500 times: every message arrives.
+//    publish on n2 and on n3, 1,000 times: every message arrives.
 //  - UnsubscribeFlushStopsForwarding: after UNSUB + PONG, nothing published
 //    on another node is forwarded to n1 any more (/peerz out_msgs).
 //  - QueueGroups: the same for a queue subscription.
@@ -16,6 +16,9 @@
 //    (it is covered by the snapshot it receives) and while ZooKeeper is down.
 //  - StandardGoClientSubscribeFlush: nats.go Subscribe + Flush on n1, then a
 //    publish on n2 and n3, 1,000 times (natscheck subflush): nothing lost.
+//  - ZmeshClientSubscribeIsLiveWhenItReturns: zmesh::Client SubscribeSync on
+//    n1 (no Flush: the library confirms), then a publish on n2 and n3, 300
+//    times: nothing lost.
 
 #include <signal.h>
 
@@ -30,6 +33,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <zmesh/client.h>
 
 #include "tests/integration/mesh_fixture.h"
 #include "tests/integration/mesh_traffic.h"
@@ -113,7 +117,7 @@ TEST_F(InterestBarrierTest, SubscribeFlushThenPublishElsewhere) {
   Connect(sub, 0);
   Connect(pub2, 1);
   Connect(pub3, 2);
-  SubscribeFlushPublish(sub, {&pub2, &pub3}, 500, "barrier.sub");
+  SubscribeFlushPublish(sub, {&pub2, &pub3}, 1000, "barrier.sub");
   auto varz = mesh_->Varz(0);
   ASSERT_TRUE(varz.has_value());
   EXPECT_GE((*varz)["mesh"]["interest_barrier"].value("waits", 0), 1) << varz->dump();
@@ -124,7 +128,7 @@ TEST_F(InterestBarrierTest, SubscribeFlushThenPublishElsewhere) {
     peerz = mesh_->Peerz(0);
     if (!peerz) return false;
     for (const json& p : (*peerz)["peers"]) {
-      if (p.value("interest_acked", 0) < 500 || p.value("interest_lag", -1) != 0) return false;
+      if (p.value("interest_acked", 0) < 1000 || p.value("interest_lag", -1) != 0) return false;
     }
     return true;
   })) << (peerz ? peerz->dump() : "no /peerz");
@@ -262,6 +266,46 @@ TEST_F(InterestBarrierTest, StandardGoClientSubscribeFlush) {
   EXPECT_EQ(j.value("lost", -1), 0) << log.substr(result);
   EXPECT_EQ(j.value("received", -1), 2000) << log.substr(result);
   EXPECT_TRUE(j.value("ok", false)) << log.substr(result);
+}
+
+// zmesh::Client's Subscribe waits for the barrier itself: when it returns,
+// a publish anywhere in the mesh reaches the subscription.
+TEST_F(InterestBarrierTest, ZmeshClientSubscribeIsLiveWhenItReturns) {
+  StartMesh(3);
+  Options o;
+  o.servers = {mesh_->client_url(0)};
+  o.use_node_cache = false;
+  o.name = "zsub";
+  std::unique_ptr<Client> client;
+  const Status st = Client::Connect(o, &client);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_EQ(client->connected_url(), mesh_->client_url(0));
+  MeshClient pub2("pub2"), pub3("pub3");
+  Connect(pub2, 1);
+  Connect(pub3, 2);
+  constexpr int kRounds = 300;
+  std::vector<std::shared_ptr<Subscription>> subs;
+  for (int i = 0; i < kRounds; ++i) {
+    const std::string subject = "barrier.zmesh." + std::to_string(i);
+    std::shared_ptr<Subscription> sub;
+    const Status s = client->SubscribeSync(subject, &sub);
+    ASSERT_TRUE(s.ok()) << "round " << i << ": " << s.ToString();
+    for (MeshClient* p : {&pub2, &pub3}) {
+      ASSERT_TRUE(p->Pub(subject, p->name()));
+      ASSERT_TRUE(p->Flush());
+    }
+    subs.push_back(std::move(sub));
+  }
+  int lost = 0;
+  for (auto& sub : subs) {
+    Message m;
+    for (int k = 0; k < 2; ++k) {
+      if (!sub->NextMsg(&m, milliseconds(k == 0 && lost == 0 ? 2000 : 50)).ok()) ++lost;
+    }
+    EXPECT_EQ(sub->NextMsg(&m, milliseconds(0)).code(), StatusCode::kTimeout) << "a duplicate";
+  }
+  EXPECT_EQ(lost, 0) << "of " << 2 * kRounds << " messages published right after Subscribe returned";
+  client->Close();
 }
 
 }  // namespace

@@ -426,7 +426,19 @@ std::vector<std::string> MeshClient::errors() const {
 
 bool WaitInterest(const std::vector<MeshClient*>& publishers, const std::vector<MeshClient*>& subscribers,
                   milliseconds timeout, std::string* why) {
-  const auto deadline = Clock::now() + timeout;
+  for (MeshClient* s : subscribers) {
+    if (!s->Flush(timeout)) {
+      *why = s->name() + ": no PONG within " + std::to_string(timeout.count()) + " ms after subscribing";
+      return false;
+    }
+  }
+  for (MeshClient* p : publishers) {
+    for (MeshClient* s : subscribers) p->Pub(s->ProbeSubject(), "?probe:" + p->name());
+    if (!p->Flush(timeout)) {
+      *why = p->name() + ": no PONG within " + std::to_string(timeout.count()) + " ms after its probes";
+      return false;
+    }
+  }
   auto all_through = [&] {
     for (MeshClient* p : publishers) {
       for (MeshClient* s : subscribers) {
@@ -435,24 +447,15 @@ bool WaitInterest(const std::vector<MeshClient*>& publishers, const std::vector<
     }
     return true;
   };
-  while (!all_through()) {
-    if (Clock::now() >= deadline) {
-      *why = "interest not visible within " + std::to_string(timeout.count()) + " ms; no probe got through:";
-      for (MeshClient* p : publishers) {
-        for (MeshClient* s : subscribers) {
-          if (!s->GotProbe(p->name())) *why += " " + p->name() + "->" + s->name();
-        }
-      }
-      return false;
+  // Each probe was published after the subscriber's flush: it is on its way.
+  if (WaitFor(timeout, all_through, milliseconds(2))) return true;
+  *why = "probes published after the subscribers' flush were lost (interest barrier):";
+  for (MeshClient* p : publishers) {
+    for (MeshClient* s : subscribers) {
+      if (!s->GotProbe(p->name())) *why += " " + p->name() + "->" + s->name();
     }
-    for (MeshClient* p : publishers) {
-      for (MeshClient* s : subscribers) {
-        if (!s->GotProbe(p->name())) p->Pub(s->ProbeSubject(), "?probe:" + p->name());
-      }
-    }
-    WaitFor(milliseconds(50), all_through, milliseconds(2));
   }
-  return true;
+  return false;
 }
 
 bool Fence(const std::vector<MeshClient*>& publishers, const std::vector<MeshClient*>& subscribers,

@@ -147,9 +147,12 @@ class MeshClient {
 };
 
 // Makes sure the interest of every subscriber (subscribed before its probe
-// subject, see SubProbe) is visible on the node of every publisher: each
-// publisher publishes a probe to each subscriber's probe subject, repeatedly,
-// until every pair got one through. False with the missing pairs in *why.
+// subject, see SubProbe) is visible on the node of every publisher, the way
+// an application does it with zmesh: each subscriber flushes (its PONG waits
+// for the mesh-wide interest barrier), then each publisher publishes ONE
+// probe to each subscriber's probe subject. No retry: a probe that does not
+// arrive is a broken barrier (or a node not linked to the others; call it on
+// a converged mesh). False with the missing pairs in *why.
 bool WaitInterest(const std::vector<MeshClient*>& publishers, const std::vector<MeshClient*>& subscribers,
                   milliseconds timeout, std::string* why);
 

@@ -481,7 +481,8 @@ TEST_F(MonitorTest, MetricsParseAndCountersOnlyGrow) {
   EXPECT_EQ(before.samples.at("zmesh_peers{state=\"linked\"}"), 0);
   EXPECT_GT(before.samples.at("process_resident_memory_bytes"), 0);
   for (const char* family : {"zmesh_out_messages_total", "zmesh_in_bytes_total", "zmesh_out_bytes_total",
-                             "zmesh_slow_consumers_total", "zmesh_auth_failures_total", "zmesh_subscriptions",
+                             "zmesh_slow_consumers_total", "zmesh_auth_failures_total", "zmesh_auth_overloaded_total",
+                             "zmesh_subscriptions",
                              "process_cpu_seconds_total", "process_start_time_seconds"}) {
     EXPECT_TRUE(before.types.count(family)) << family;
   }

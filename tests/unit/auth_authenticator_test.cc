@@ -20,6 +20,7 @@ namespace {
 using std::chrono::seconds;
 
 constexpr auto kResultTimeout = seconds(30);
+constexpr char kSource[] = "192.0.2.1";
 
 struct Outcome {
   AuthResult result;
@@ -58,8 +59,9 @@ class AuthenticatorTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
     path_ = dir_ + "/users.txt";
-    WriteUsers("alice:" + Hash("alice-pw") + " pub=orders.> sub=_INBOX.>\n" +
-               "bob:" + Hash("bob-pw") + "\n");
+    alice_hash_ = Hash("alice-pw");
+    bob_hash_ = Hash("bob-pw");
+    WriteUsers("alice:" + alice_hash_ + " pub=orders.> sub=_INBOX.>\n" + "bob:" + bob_hash_ + "\n");
   }
   void TearDown() override {
     auth_.reset();
@@ -81,7 +83,7 @@ class AuthenticatorTest : public ::testing::Test {
   Outcome Check(const std::string& user, const std::string& password) {
     auto promise = std::make_shared<std::promise<Outcome>>();
     std::future<Outcome> future = promise->get_future();
-    auth_->Verify(user, password, [promise](AuthResult result) {
+    auth_->Verify(kSource, user, password, [promise](AuthResult result) {
       promise->set_value(Outcome{std::move(result), std::this_thread::get_id()});
     });
     EXPECT_EQ(future.wait_for(kResultTimeout), std::future_status::ready);
@@ -90,6 +92,7 @@ class AuthenticatorTest : public ::testing::Test {
 
   std::string dir_;
   std::string path_;
+  std::string alice_hash_, bob_hash_;
   std::unique_ptr<Authenticator> auth_;
 };
 
@@ -240,7 +243,7 @@ TEST_F(AuthenticatorTest, FullQueueFailsAtOnceOnTheCallingThread) {
   Start(MakeOptions(1, 2, 4096));
   std::promise<void> entered, release;
   std::shared_future<void> released = release.get_future().share();
-  auth_->Verify("alice", "alice-pw", [&entered, released](AuthResult) {
+  auth_->Verify(kSource, "alice", "alice-pw", [&entered, released](AuthResult) {
     entered.set_value();
     released.wait();
   });
@@ -248,13 +251,13 @@ TEST_F(AuthenticatorTest, FullQueueFailsAtOnceOnTheCallingThread) {
 
   std::atomic<int> queued_done{0};
   for (int i = 0; i < 2; ++i) {
-    auth_->Verify("bob", "bob-pw", [&](AuthResult r) {
+    auth_->Verify(kSource, "bob", "bob-pw", [&](AuthResult r) {
       EXPECT_TRUE(r.ok());
       ++queued_done;
     });
   }
   bool called = false;
-  auth_->Verify("bob", "bob-pw", [&](AuthResult r) {
+  auth_->Verify(kSource, "bob", "bob-pw", [&](AuthResult r) {
     called = true;
     EXPECT_EQ(r.status, AuthStatus::kOverloaded);
     EXPECT_EQ(r.user, "bob");
@@ -272,13 +275,13 @@ TEST_F(AuthenticatorTest, ShutdownFailsQueuedAndLaterRequests) {
   Start(MakeOptions(1, 1024, 4096));
   std::promise<void> entered, release;
   std::shared_future<void> released = release.get_future().share();
-  auth_->Verify("alice", "alice-pw", [&entered, released](AuthResult) {
+  auth_->Verify(kSource, "alice", "alice-pw", [&entered, released](AuthResult) {
     entered.set_value();
     released.wait();
   });
   ASSERT_EQ(entered.get_future().wait_for(kResultTimeout), std::future_status::ready);
   std::promise<AuthResult> queued;
-  auth_->Verify("bob", "bob-pw", [&](AuthResult r) { queued.set_value(std::move(r)); });
+  auth_->Verify(kSource, "bob", "bob-pw", [&](AuthResult r) { queued.set_value(std::move(r)); });
 
   std::thread stopper([&] { auth_->Shutdown(); });
   // Shutdown has begun once a new request is refused on this thread. Probes
@@ -292,7 +295,7 @@ TEST_F(AuthenticatorTest, ShutdownFailsQueuedAndLaterRequests) {
   EXPECT_TRUE(WaitFor([&] {
     auto probe = std::make_shared<Probe>();
     probes.push_back(probe);
-    auth_->Verify("bob", "bob-pw", [probe](AuthResult r) {
+    auth_->Verify(kSource, "bob", "bob-pw", [probe](AuthResult r) {
       probe->where = std::this_thread::get_id();
       probe->status = r.status;
       probe->done = true;
@@ -314,14 +317,16 @@ TEST_F(AuthenticatorTest, ShutdownFailsQueuedAndLaterRequests) {
 
 // Readers on several threads while the table is swapped under them.
 TEST_F(AuthenticatorTest, ConcurrentVerifyAndReload) {
-  Start(MakeOptions(2, 1024, 4096));
+  Authenticator::Options options = MakeOptions(2, 1024, 4096);
+  options.max_in_flight_per_source = 0;  // 200 logins from one address
+  Start(options);
   constexpr int kThreads = 4, kPerThread = 50;
   std::atomic<int> ok{0}, done{0};
   std::vector<std::thread> clients;
   for (int t = 0; t < kThreads; ++t) {
     clients.emplace_back([&] {
       for (int i = 0; i < kPerThread; ++i) {
-        auth_->Verify("alice", "alice-pw", [&](AuthResult r) {
+        auth_->Verify(kSource, "alice", "alice-pw", [&](AuthResult r) {
           if (r.ok() && r.permissions && r.permissions->CanPublish("orders.x")) ++ok;
           ++done;
         });

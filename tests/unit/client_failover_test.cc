@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include <zmesh/client.h>
 
@@ -485,6 +486,94 @@ TEST(ClientFailoverTest, DrainFromTheSubscriptionsOwnCallbackDoesNotWaitForItsel
   EXPECT_FALSE(sub->valid());
   // The messages that had arrived before the drain still ran.
   ASSERT_TRUE(WaitFor(kWait, [&] { return got.load() == 5; }));
+}
+
+// The interest barrier (docs/operations.md §9a): a zmesh node answers the
+// PING after a SUB only once every peer applied it, so Subscribe returns
+// only after that PONG.
+TEST(ClientFailoverTest, SubscribeReturnsOnceTheMeshConfirmed) {
+  FakeServer s;
+  std::atomic<int> got{0};  // before the client: its callback uses it
+  std::unique_ptr<Client> c;
+  ASSERT_TRUE(Client::Connect(FastOptions({s.url()}, 21), &c).ok());
+  s.HoldPongs(true);
+  std::atomic<bool> returned{false};
+  Status result;
+  std::shared_ptr<Subscription> sub;
+  std::thread subscriber([&] {
+    result = c->Subscribe("orders.>", [&](Message) { ++got; }, &sub);
+    returned = true;
+  });
+  ASSERT_TRUE(WaitFor(kWait, [&] {
+    const auto log = s.log();
+    return log.size() >= 2 && log[log.size() - 2].rfind("SUB orders.> ", 0) == 0 && log.back() == "PING";
+  })) << "the client did not send SUB then PING";
+  EXPECT_FALSE(returned.load()) << "Subscribe returned before the PONG";
+  s.HoldPongs(false);
+  subscriber.join();
+  EXPECT_TRUE(result.ok()) << result.ToString();
+  ASSERT_NE(sub, nullptr);
+  s.Inject("orders.1", "x");
+  EXPECT_TRUE(WaitFor(kWait, [&] { return got.load() == 1; }));
+}
+
+TEST(ClientFailoverTest, SubscribeNotConfirmedInTimeIsUndone) {
+  FakeServer s;
+  Options o = FastOptions({s.url()}, 22);
+  o.subscribe_confirm_timeout = milliseconds(300);
+  std::unique_ptr<Client> c;
+  ASSERT_TRUE(Client::Connect(o, &c).ok());
+  s.HoldPongs(true);
+  std::shared_ptr<Subscription> sub;
+  const auto start = std::chrono::steady_clock::now();
+  const Status st = c->SubscribeSync("late", &sub);
+  EXPECT_EQ(st.code(), StatusCode::kTimeout) << st.ToString();
+  EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(300));
+  EXPECT_EQ(sub, nullptr);
+  // The server was told to forget it.
+  ASSERT_TRUE(WaitFor(kWait, [&] { return s.LogWith("UNSUB").size() == 1; })) << ::testing::PrintToString(s.log());
+  const std::string sid = s.LogWith("SUB late ").at(0).substr(9);
+  EXPECT_EQ(s.LogWith("UNSUB").at(0), "UNSUB " + sid);
+}
+
+TEST(ClientFailoverTest, NoConfirmationWhenSwitchedOff) {
+  FakeServer s;
+  Options o = FastOptions({s.url()}, 23);
+  o.subscribe_confirm_timeout = milliseconds(0);
+  std::unique_ptr<Client> c;
+  ASSERT_TRUE(Client::Connect(o, &c).ok());
+  s.HoldPongs(true);
+  std::shared_ptr<Subscription> sub;
+  ASSERT_TRUE(c->SubscribeSync("fast", &sub).ok());
+  ASSERT_TRUE(WaitFor(kWait, [&] { return s.LogWith("SUB fast ").size() == 1; }));
+  EXPECT_EQ(s.LogWith("PING").size(), 1u) << "only the handshake PING: " << ::testing::PrintToString(s.log());
+}
+
+// After a failover the client re-subscribes and reports kReconnected only
+// when the new node confirmed the subscriptions mesh-wide.
+TEST(ClientFailoverTest, ReconnectedIsReportedOnceResubscriptionIsConfirmed) {
+  auto servers = MakeServers(2);
+  EventLog events;
+  Options o = FastOptions(UrlsOf(servers), 24);
+  o.on_event = events.Handler();
+  std::unique_ptr<Client> c;
+  ASSERT_TRUE(Client::Connect(o, &c).ok());
+  std::shared_ptr<Subscription> sub;
+  ASSERT_TRUE(c->SubscribeSync("moves", &sub).ok());
+  const int first = ConnectedTo(*c, servers);
+  ASSERT_GE(first, 0);
+  const int second = 1 - first;
+  servers[second]->HoldPongs(true);
+  servers[first]->Kill();
+  ASSERT_TRUE(WaitFor(kWait, [&] {
+    const auto log = servers[second]->log();
+    return log.size() >= 2 && log[log.size() - 2].rfind("SUB moves ", 0) == 0 && log.back() == "PING";
+  })) << ::testing::PrintToString(servers[second]->log());
+  EXPECT_TRUE(c->connected());
+  EXPECT_EQ(events.Count(EventType::kReconnected), 0) << "reported before the re-subscription was confirmed";
+  servers[second]->HoldPongs(false);
+  ASSERT_TRUE(WaitFor(kWait, [&] { return events.Count(EventType::kReconnected) == 1; }));
+  EXPECT_EQ(events.Count(EventType::kConnected), 1);
 }
 
 TEST(ClientFailoverTest, InvalidArgumentsAreRejected) {

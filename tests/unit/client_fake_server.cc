@@ -22,6 +22,8 @@ struct FakeServer::Conn {
   bool headers = false;
   bool no_responders = false;
   std::string in;
+  int pings = 0;       // PINGs received; the first is the CONNECT handshake's
+  int held_pongs = 0;  // PONGs owed while pongs are held
   struct Sub {
     std::string subject;
     std::string queue;
@@ -107,6 +109,16 @@ void FakeServer::Restart() {
 }
 
 void FakeServer::SetAnswerPings(bool answer) { answer_pings_ = answer; }
+
+void FakeServer::HoldPongs(bool hold) {
+  Post([this, hold] {
+    hold_pongs_ = hold;
+    if (hold) return;
+    for (auto& c : conns_) {
+      for (; c->held_pongs > 0; --c->held_pongs) Send(c.get(), "PONG\r\n");
+    }
+  });
+}
 
 void FakeServer::SendToAll(const std::string& bytes) {
   Post([this, bytes] {
@@ -302,7 +314,12 @@ void FakeServer::HandleLine(Conn* c, const std::string& line, const std::string*
     c->connected = true;
   } else if (op == "PING") {
     log("PING");
-    if (answer_pings_) Send(c, "PONG\r\n");
+    const bool handshake = c->pings++ == 0;
+    if (hold_pongs_ && !handshake) {
+      ++c->held_pongs;  // a node whose interest barrier waits for a slow peer
+    } else if (answer_pings_) {
+      Send(c, "PONG\r\n");
+    }
   } else if (op == "PONG") {
     log("PONG");
   } else if (op == "SUB") {

@@ -58,6 +58,10 @@ class FakeServer {
   bool alive() const { return alive_.load(); }
   // Stops (false) or resumes (true) answering PINGs.
   void SetAnswerPings(bool answer);
+  // Holds (true) every PONG except a connection's CONNECT handshake PONG,
+  // as a zmesh node does while a peer has not applied a SUB yet; false
+  // sends the held PONGs, in order.
+  void HoldPongs(bool hold);
   // Sends raw bytes to every connected client.
   void SendToAll(const std::string& bytes);
   // The INFO this server sends on accept (unless raw_info is set).
@@ -97,6 +101,7 @@ class FakeServer {
   std::atomic<bool> alive_{false};
   std::atomic<bool> stop_{false};
   std::atomic<bool> answer_pings_{true};
+  bool hold_pongs_ = false;  // server thread
   std::atomic<int> accepted_{0};
 
   std::vector<std::unique_ptr<Conn>> conns_;  // server thread

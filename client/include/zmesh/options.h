@@ -19,9 +19,10 @@ namespace zmesh {
 
 // What a status callback is told about.
 enum class EventType {
-  kConnected,       // first connection established (url = the node)
+  kConnected,       // first connection established and its subscriptions live mesh-wide (url = the node)
   kDisconnected,    // the connection was lost; the client is failing over
-  kReconnected,     // connected again after a loss or a move (url = the new node)
+  kReconnected,     // connected again after a loss or a move, every subscription re-made and live
+                    // mesh-wide (url = the new node)
   kLameDuck,        // our node announced lame duck mode; the client moves away
   kServersChanged,  // the set of known nodes changed (ZooKeeper or INFO connect_urls)
   kSlowConsumer,    // a subscription dropped messages at its pending limit (subject set)
@@ -129,6 +130,16 @@ struct Options {
 
   // ---- Protocol. ----
   bool echo = true;  // receive our own publishes on matching subscriptions
+  // Subscribe (every variant) returns once the subscription is live on every
+  // node of the mesh: it sends SUB then PING, and a zmesh node answers the
+  // PONG only after every linked peer applied the SUB (the interest barrier),
+  // so a message published anywhere after Subscribe returns reaches it. The
+  // cost is one round trip to the node plus one from it to its slowest peer.
+  // Not confirmed within subscribe_confirm_timeout: Subscribe undoes the
+  // subscription and fails with kTimeout. Called while disconnected it
+  // returns at once; the re-subscription on reconnect is confirmed before
+  // kReconnected is reported. 0 = do not wait (nats.go's behaviour).
+  std::chrono::milliseconds subscribe_confirm_timeout{10000};
 
   // ---- Notifications. ----
   EventHandler on_event;
