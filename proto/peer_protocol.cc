@@ -128,8 +128,9 @@ void EncodeLeaving(const Leaving& l, std::string* out) {
 }
 
 void EncodeMsgHeader(std::string_view subject, std::string_view reply, int32_t header_size,
-                     const std::string_view* queues, size_t queue_count, size_t payload_size, std::string* header) {
-  const size_t at = Begin(FrameType::kMsg, header);
+                     const std::string_view* queues, size_t queue_count, size_t payload_size, std::string* header,
+                     bool queues_only) {
+  const size_t at = Begin(queues_only ? FrameType::kMsgQueues : FrameType::kMsg, header);
   PutStr(subject, header);
   PutStr(reply, header);
   PutU32(static_cast<uint32_t>(header_size), header);
@@ -137,6 +138,27 @@ void EncodeMsgHeader(std::string_view subject, std::string_view reply, int32_t h
   for (size_t i = 0; i < queue_count; ++i) PutStr(queues[i], header);
   PutU32(static_cast<uint32_t>(payload_size), header);
   Finish(at, payload_size, header);
+}
+
+void EncodeMsgHeaders(std::string_view subject, std::string_view reply, int32_t header_size,
+                      const std::string_view* queues, size_t queue_count, size_t payload_size, std::string* headers,
+                      std::vector<size_t>* header_ends) {
+  size_t done = 0;
+  do {
+    const size_t n = QueuesInFrame(queues + done, queue_count - done);
+    EncodeMsgHeader(subject, reply, header_size, queues + done, n, payload_size, headers, /*queues_only=*/done != 0);
+    header_ends->push_back(headers->size());
+    done += n;
+  } while (done < queue_count);
+}
+
+size_t QueuesInFrame(const std::string_view* queues, size_t queue_count, size_t budget_bytes) {
+  size_t used = 0;
+  for (size_t i = 0; i < queue_count; ++i) {
+    used += 2 + queues[i].size();
+    if (used > budget_bytes) return i == 0 ? 1 : i;
+  }
+  return queue_count;
 }
 
 namespace {
@@ -166,11 +188,16 @@ bool IsAnnounceable(std::string_view subject, std::string_view queue) {
          (queue.empty() || IsValidQueueName(queue));
 }
 
-bool ValidateFrame(const Frame& f, std::string* why) {
+bool ValidateFrame(const Frame& f, const NameBounds& bounds, std::string* why) {
   switch (f.type) {
     case FrameType::kInterest:
       if (!IsAnnounceable(f.interest.subject, f.interest.queue)) {
         *why = "INTEREST with an invalid subject or queue name";
+        return false;
+      }
+      if (BoundViolation v = CheckSubscription(f.interest.subject, f.interest.queue, bounds);
+          v != BoundViolation::kNone) {
+        *why = "INTEREST beyond this node's name bounds (" + ViolationText(v, bounds, false) + ")";
         return false;
       }
       if (f.interest.queue.empty() && f.interest.count > 1) {
@@ -179,13 +206,22 @@ bool ValidateFrame(const Frame& f, std::string* why) {
       }
       return true;
     case FrameType::kMsg:
+    case FrameType::kMsgQueues:
       if (!IsForwardable(f.msg.subject, f.msg.reply)) {
         *why = "MSG with an invalid subject or reply subject";
+        return false;
+      }
+      if (BoundViolation v = CheckPublish(f.msg.subject, f.msg.reply, bounds); v != BoundViolation::kNone) {
+        *why = "MSG beyond this node's name bounds (" + ViolationText(v, bounds, true) + ")";
         return false;
       }
       for (std::string_view q : f.msg.queues) {
         if (!IsValidQueueName(q)) {
           *why = "MSG naming an invalid queue group";
+          return false;
+        }
+        if (q.size() > bounds.max_queue_bytes) {
+          *why = "MSG beyond this node's name bounds (" + ViolationText(BoundViolation::kQueueBytes, bounds, false) + ")";
           return false;
         }
       }
@@ -233,10 +269,13 @@ bool FrameReader::Decode(std::string_view body, uint8_t type, Frame* f) {
       return c.U64(&f->ack_seq) && c.done();
     case FrameType::kLeaving:
       return c.U64(&f->leaving.drain_ms) && c.done();
-    case FrameType::kMsg: {
+    case FrameType::kMsg:
+    case FrameType::kMsgQueues: {
+      f->msg.queues_only = f->type == FrameType::kMsgQueues;
       uint32_t hdr = 0, size = 0;
       uint16_t nq = 0;
       if (!c.Str(&f->msg.subject) || !c.Str(&f->msg.reply) || !c.U32(&hdr) || !c.U16(&nq)) return false;
+      if (f->msg.queues_only && nq == 0) return false;  // a continuation names at least one group
       f->msg.header_size = static_cast<int32_t>(hdr);
       f->msg.queues.clear();
       for (uint16_t i = 0; i < nq; ++i) {

@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "proto/name_bounds.h"
+
 namespace zmesh::proto::peer {
 
 // 2: links run TLS 1.3 (PSK or certificates); HELLO has no nonce and there
@@ -25,7 +27,13 @@ namespace zmesh::proto::peer {
 inline constexpr uint16_t kProtocolVersion = 2;
 inline constexpr size_t kFrameHeaderBytes = 5;
 // Strings are u16-length-prefixed: nothing longer can cross a link.
-inline constexpr size_t kMaxStringBytes = 65535;
+inline constexpr size_t kMaxStringBytes = kMaxWireStringBytes;
+// The queue names one MSG frame lists take at most this many bytes (u16
+// length + name each), or one name if that alone is longer. The receiver's
+// frame limit leaves 64 KiB beyond the payload and the control lines, so a
+// message chosen for any number of groups on a peer never makes a frame that
+// peer refuses: it goes out as one MSG and as many MSG_QUEUES as it needs.
+inline constexpr size_t kMaxQueueListBytes = 60 * 1024;
 
 enum class FrameType : uint8_t {
   kHello = 0x01,      // version, node id, incarnation, urls
@@ -40,6 +48,7 @@ enum class FrameType : uint8_t {
   kResync = 0x14,       // asks the receiver for a full snapshot
   kInterestAck = 0x15,  // seq: every interest change up to it has been applied
   kMsg = 0x20,        // a message for the receiver's local subscribers
+  kMsgQueues = 0x21,  // the same message for more of the listed groups only (no plain subscriber)
   kRetire = 0x30,     // the sender sends nothing more on this link
   kLeaving = 0x31,    // the sender left the mesh (znode deleted) and drains its clients for up to N ms
 };
@@ -79,6 +88,7 @@ struct Msg {
   int32_t header_size = -1;
   std::vector<std::string_view> queues;  // groups the sender chose this node for
   std::string_view payload;
+  bool queues_only = false;  // MSG_QUEUES: a continuation, for the listed groups only
 };
 
 // One decoded frame; views valid until the next FrameReader::Next().
@@ -139,11 +149,29 @@ bool IsValidQueueName(std::string_view queue);
 bool IsAnnounceable(std::string_view subject, std::string_view queue);
 // Checks what a decoded frame carries beyond its framing: subjects, replies,
 // queue names, counts. False with the reason in *why: a protocol error.
-bool ValidateFrame(const Frame& frame, std::string* why);
+// `bounds`: this node's name bounds (--max_subject_length and friends); the
+// one-argument form checks the wire limits only.
+bool ValidateFrame(const Frame& frame, const NameBounds& bounds, std::string* why);
+inline bool ValidateFrame(const Frame& frame, std::string* why) { return ValidateFrame(frame, NameBounds(), why); }
 
 // A MSG frame without its payload bytes: the caller writes *header then the
 // payload, so the payload is copied once, straight into the link's buffer.
+// `queues_only` makes it a MSG_QUEUES continuation (the same body).
 void EncodeMsgHeader(std::string_view subject, std::string_view reply, int32_t header_size,
-                     const std::string_view* queues, size_t queue_count, size_t payload_size, std::string* header);
+                     const std::string_view* queues, size_t queue_count, size_t payload_size, std::string* header,
+                     bool queues_only = false);
+
+// The headers of every frame one message takes to a peer chosen for
+// `queues`: one MSG (with the first groups), then MSG_QUEUES continuations
+// until every group is listed exactly once, each list within
+// kMaxQueueListBytes. Appends them to *headers; header_ends gets where each
+// ends. The caller writes header, payload, header, payload, ...
+void EncodeMsgHeaders(std::string_view subject, std::string_view reply, int32_t header_size,
+                      const std::string_view* queues, size_t queue_count, size_t payload_size, std::string* headers,
+                      std::vector<size_t>* header_ends);
+
+// How many of `queues` (from the front) one MSG frame lists: as many as fit
+// in `budget_bytes` of list entries, and at least one when there are any.
+size_t QueuesInFrame(const std::string_view* queues, size_t queue_count, size_t budget_bytes = kMaxQueueListBytes);
 
 }  // namespace zmesh::proto::peer

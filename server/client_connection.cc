@@ -253,6 +253,13 @@ void ClientConnection::HandlePub(const proto::Op& op) {
   stats.Add(stats.in_msgs, 1);
   stats.Add(stats.in_bytes, op.payload.size());
   if (pedantic_ && !proto::IsValidLiteralSubject(op.subject)) SendErr("Invalid Publish Subject");
+  // Beyond the name bounds nothing is delivered: no node would accept it
+  // from a peer, and none must hold such a subject (the connection stays).
+  if (proto::BoundViolation v = proto::CheckPublish(op.subject, op.reply, ctx_->options.name_bounds);
+      v != proto::BoundViolation::kNone) {
+    SendErr(proto::ViolationText(v, ctx_->options.name_bounds, /*publish=*/true));
+    return;
+  }
   if (permissions_ && !permissions_->unrestricted() && !permissions_->CanPublish(op.subject)) {
     SendErr(auth::PublishViolationText(op.subject));
     return;
@@ -267,7 +274,14 @@ void ClientConnection::HandleSub(const proto::Op& op) {
     SendErr(auth::SubscribeViolationText(op.subject, op.queue));
     return;
   }
+  // As nats-server: the error, and the connection stays open.
   if (ctx_->options.max_subs > 0 && subs_.size() >= static_cast<size_t>(ctx_->options.max_subs)) {
+    SendErr("maximum subscriptions exceeded");
+    return;
+  }
+  if (ctx_->subscription_count.load(std::memory_order_relaxed) >= ctx_->options.max_subs_total) {
+    LOG_EVERY_N(WARNING, 1000) << "cid=" << id() << ": the node holds --max_subs_total="
+                               << ctx_->options.max_subs_total << " subscriptions; SUB refused";
     SendErr("maximum subscriptions exceeded");
     return;
   }
@@ -281,6 +295,11 @@ void ClientConnection::HandleSub(const proto::Op& op) {
     SendErr("Invalid Subject");
     return;
   }
+  if (proto::BoundViolation v = proto::CheckSubscription(op.subject, op.queue, ctx_->options.name_bounds);
+      v != proto::BoundViolation::kNone) {
+    SendErr(proto::ViolationText(v, ctx_->options.name_bounds, /*publish=*/false));
+    return;
+  }
   auto* sub = new Subscription(this, std::string(op.subject), std::string(op.queue), std::string(op.sid),
                                /*remote=*/false);
   if (!ctx_->index.Insert(sub)) {
@@ -288,6 +307,7 @@ void ClientConnection::HandleSub(const proto::Op& op) {
     SendErr("Invalid Subject");
     return;
   }
+  ctx_->subscription_count.fetch_add(1, std::memory_order_relaxed);
   subs_.emplace(sub->sid(), sub);
   if (ctx_->interest != nullptr) interest_seq_ = std::max(interest_seq_, ctx_->interest->OnLocalSubscribe(*sub));
   if (verbose_) SendOk();
@@ -313,6 +333,7 @@ void ClientConnection::RemoveSubscription(Subscription* sub) {
 }
 
 void ClientConnection::Withdraw(Subscription* sub) {
+  ctx_->subscription_count.fetch_sub(1, std::memory_order_relaxed);
   sub->set_closed();  // deliveries already matched skip it
   ctx_->index.Remove(sub);
   if (ctx_->interest != nullptr) interest_seq_ = std::max(interest_seq_, ctx_->interest->OnLocalUnsubscribe(*sub));

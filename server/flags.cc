@@ -3,6 +3,7 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -18,7 +19,7 @@ DEFINE_string(advertise, "",
               "non-loopback address when that is 0.0.0.0");
 DEFINE_string(http_listen, "", "Monitoring HTTP host:port (/healthz /varz /connz /subsz /peerz /metrics); empty = off");
 DEFINE_string(ports_file, "", "Once listening, write {\"client\":…,\"peer\":…,\"http\":…} to this file (atomically)");
-DEFINE_string(node_id, "", "Stable node id, unique in the mesh; empty = generated at start");
+DEFINE_string(node_id, "", "Stable node id, unique in the mesh (at most 255 bytes, no '/', whitespace or control characters); empty = generated at start");
 DEFINE_string(zk, "", "ZooKeeper connect string host:port[,host:port]; empty = standalone node without a mesh");
 DEFINE_string(zk_root, "/zmesh/default", "Mesh root path in ZooKeeper; nodes register under <zk_root>/nodes");
 DEFINE_int32(zk_session_timeout_ms, 10000, "Requested ZooKeeper session timeout; ZooKeeper may clamp it");
@@ -42,17 +43,34 @@ DEFINE_int64(interest_barrier_timeout_ms, 5000,
              "A client's PING after SUB/UNSUB is answered once every peer applied the change; a peer that has not "
              "within this long is logged, counted and its link reset (it re-syncs), then the PONG goes out");
 DEFINE_int64(peer_max_pending_bytes, 256ll << 20,
-             "Bytes waiting to be written to one peer link; beyond it the link is reset and re-synced");
+             "Bytes waiting to be written to one peer link (at most 16 GiB); beyond it the link is reset and re-synced");
 DEFINE_int32(threads, 0, "I/O threads serving connections; 0 = number of cores");
 DEFINE_int64(max_payload, 1 << 20, "Largest message payload in bytes; a bigger PUB gets -ERR 'Maximum Payload Violation' and is closed");
-DEFINE_int32(max_control_line, 4096, "Longest protocol control line in bytes; a longer one gets -ERR 'maximum control line exceeded' and is closed");
-DEFINE_int32(max_connections, 65536, "Client connections accepted at once; beyond it a new client gets -ERR 'maximum connections exceeded'");
-DEFINE_int32(max_subs, 0, "Subscriptions per client connection; beyond it SUB gets -ERR 'maximum subscriptions exceeded'; 0 = unlimited");
+DEFINE_int32(max_control_line, 4096, "Longest protocol control line in bytes (64 to 1048576); a longer one gets -ERR 'maximum control line exceeded' and is closed");
+DEFINE_int32(max_connections, 65536, "Client connections accepted at once (at most 1000000); beyond it a new client gets -ERR 'maximum connections exceeded'");
+DEFINE_int32(max_subs, 1048576,
+             "Subscriptions per client connection (at most 10000000), so that one connection cannot take the whole node "
+             "budget; beyond it SUB gets -ERR 'maximum subscriptions "
+             "exceeded' and the connection stays open, as with nats-server; 0 = only --max_subs_total applies");
+DEFINE_int64(max_subs_total, 2000000,
+             "Subscriptions of all clients of this node together (1 to 100000000); beyond it SUB gets -ERR 'maximum "
+             "subscriptions exceeded' and the connection stays open. A subscription costs about 0.5 KB with a short "
+             "subject, 2.5 KB with a 1 KB one, on this node and again on each peer");
+DEFINE_int32(max_subject_length, 1024,
+             "Longest subject or reply subject in bytes (1 to 65535, the peer wire format's limit), for SUB, PUB and "
+             "peer input; a longer SUB or PUB gets -ERR 'Invalid Subject: ...' / 'Invalid Publish Subject: ...' and "
+             "the connection stays open. Use the same value on every node of a mesh");
+DEFINE_int32(max_subject_tokens, 64,
+             "Most '.'-separated tokens in a subject (1 to 32768), for SUB, PUB and peer input; beyond it the SUB or "
+             "PUB gets -ERR and the connection stays open. Use the same value on every node of a mesh");
+DEFINE_int32(max_queue_name_length, 256,
+             "Longest queue group name in bytes (1 to 65535); a SUB with a longer one gets -ERR 'Invalid Queue Name: "
+             "...' and the connection stays open. Use the same value on every node of a mesh");
 DEFINE_int64(auth_timeout_ms, 2000, "With --users_file, a client that has not sent CONNECT this long after INFO gets -ERR 'Authentication Timeout' and is closed");
 DEFINE_int64(ping_interval_ms, 120000, "PING a connection idle this long; peer links are pinged at this interval regardless of traffic");
 DEFINE_int32(max_pings_out, 2, "Close a connection (-ERR 'Stale Connection') with more than this many PINGs unanswered");
 DEFINE_int64(write_deadline_ms, 10000, "Close a client as a slow consumer when its socket accepts no bytes for this long");
-DEFINE_int64(max_pending_bytes, 64ll << 20, "Close a client as a slow consumer when this many bytes are waiting to be written to it");
+DEFINE_int64(max_pending_bytes, 64ll << 20, "Close a client as a slow consumer when this many bytes are waiting to be written to it (at most 16 GiB)");
 DEFINE_int64(max_pending_bytes_total, 1ll << 30,
              "Node-wide bound on bytes waiting to be written to clients (0 = none). While the node is over it, a "
              "client that is behind (over 256 KiB queued that its socket did not take) and is handed another message is "
@@ -90,6 +108,17 @@ DEFINE_int64(testing_peer_relink_ms, 0,
 DEFINE_string(server_name, "", "Name reported in INFO server_name; empty = the node id");
 
 namespace zmesh::server {
+namespace {
+
+// Upper limits of the bound flags: beyond them a value is a typo, or would
+// overflow what it feeds (frame limits, counters).
+constexpr int kMaxControlLineLimit = 1 << 20;
+constexpr int kMaxConnectionsLimit = 1000000;
+constexpr int kMaxSubsLimit = 10000000;
+constexpr int64_t kMaxSubsTotalLimit = 100000000;
+constexpr size_t kMaxPendingBytesLimit = size_t{16} << 30;
+
+}  // namespace
 
 bool OptionsFromFlags(Options* o, std::string* error) {
   if (!ParseHostPort(FLAGS_listen, &o->listen)) {
@@ -120,8 +149,16 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   o->threads = FLAGS_threads > 0 ? FLAGS_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   o->max_payload = FLAGS_max_payload;
   o->max_control_line = static_cast<size_t>(std::max(FLAGS_max_control_line, 64));
+  if (FLAGS_max_control_line > kMaxControlLineLimit) {
+    *error = "--max_control_line must be at most " + std::to_string(kMaxControlLineLimit) + " bytes";
+    return false;
+  }
   o->max_connections = FLAGS_max_connections;
   o->max_subs = FLAGS_max_subs;
+  o->max_subs_total = FLAGS_max_subs_total;
+  o->name_bounds.max_subject_bytes = static_cast<size_t>(std::max(FLAGS_max_subject_length, 0));
+  o->name_bounds.max_subject_tokens = static_cast<size_t>(std::max(FLAGS_max_subject_tokens, 0));
+  o->name_bounds.max_queue_bytes = static_cast<size_t>(std::max(FLAGS_max_queue_name_length, 0));
   o->auth_timeout_ms = FLAGS_auth_timeout_ms;
   o->ping_interval_ms = FLAGS_ping_interval_ms;
   o->max_pings_out = FLAGS_max_pings_out;
@@ -182,8 +219,43 @@ bool OptionsFromFlags(Options* o, std::string* error) {
              "be positive";
     return false;
   }
-  if (o->max_connections <= 0 || o->max_subs < 0) {
-    *error = "--max_connections must be positive and --max_subs not negative";
+  // The node id crosses peer links in HELLO (a u16-length string without
+  // whitespace or control characters) and names a znode (no '/').
+  if (o->node_id.size() > 255 || std::any_of(o->node_id.begin(), o->node_id.end(), [](char c) {
+        return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == '/';
+      })) {
+    *error = "--node_id must be at most 255 bytes without '/', whitespace or control characters";
+    return false;
+  }
+  if (o->max_connections <= 0 || o->max_connections > kMaxConnectionsLimit) {
+    *error = "--max_connections must be in [1, " + std::to_string(kMaxConnectionsLimit) + "]";
+    return false;
+  }
+  if (o->max_subs < 0 || o->max_subs > kMaxSubsLimit) {
+    *error = "--max_subs must be in [0, " + std::to_string(kMaxSubsLimit) + "] (0 = only --max_subs_total applies)";
+    return false;
+  }
+  if (o->max_subs_total <= 0 || o->max_subs_total > kMaxSubsTotalLimit) {
+    *error = "--max_subs_total must be in [1, " + std::to_string(kMaxSubsTotalLimit) + "]";
+    return false;
+  }
+  // Subjects and queue names cross peer links as u16-length strings: a bound
+  // beyond that would let a client make a frame that cannot be encoded.
+  if (FLAGS_max_subject_length < 1 || static_cast<size_t>(FLAGS_max_subject_length) > proto::kMaxWireStringBytes) {
+    *error = "--max_subject_length must be in [1, 65535] (subjects are u16-length strings on peer links)";
+    return false;
+  }
+  if (FLAGS_max_subject_tokens < 1 || FLAGS_max_subject_tokens > 32768) {
+    *error = "--max_subject_tokens must be in [1, 32768]";
+    return false;
+  }
+  if (FLAGS_max_queue_name_length < 1 ||
+      static_cast<size_t>(FLAGS_max_queue_name_length) > proto::kMaxWireStringBytes) {
+    *error = "--max_queue_name_length must be in [1, 65535] (queue names are u16-length strings on peer links)";
+    return false;
+  }
+  if (o->max_pending_bytes > kMaxPendingBytesLimit || o->peer_max_pending_bytes > kMaxPendingBytesLimit) {
+    *error = "--max_pending_bytes and --peer_max_pending_bytes must be at most 16 GiB";
     return false;
   }
   return true;

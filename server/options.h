@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "proto/name_bounds.h"
+
 namespace zmesh::server {
 
 struct HostPort {
@@ -46,7 +48,10 @@ struct Options {
   int64_t max_payload = 1 << 20;
   size_t max_control_line = 4096;
   int max_connections = 65536;
-  int max_subs = 0;  // per connection; 0 = unlimited
+  int max_subs = 1048576;            // per connection; 0 = only the node budget
+  int64_t max_subs_total = 2000000;  // local client subscriptions on the node
+  // Subject length (bytes) and tokens, queue-name length: SUB, PUB, peers.
+  proto::NameBounds name_bounds{1024, 64, 256};
   int64_t auth_timeout_ms = 2000;
   int64_t ping_interval_ms = 120000;
   int max_pings_out = 2;

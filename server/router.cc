@@ -209,11 +209,12 @@ bool Router::PublishFromClient(IoWorker* worker, ClientConnection* source, const
   return delivered;
 }
 
-void Router::PublishFromPeer(IoWorker* worker, const Message& msg, const std::vector<std::string_view>& queues) {
+void Router::PublishFromPeer(IoWorker* worker, const Message& msg, const std::vector<std::string_view>& queues,
+                             bool to_plain) {
   const MatchResult* result = worker->match_cache().Lookup(msg.subject);
   proto::MsgFrame frame(msg.subject, msg.reply, msg.payload, msg.header_size);
   for (Subscription* sub : result->plain) {
-    if (!sub->remote() && !sub->closed()) Deliver(worker, sub, frame, msg, nullptr);
+    if (to_plain && !sub->remote() && !sub->closed()) Deliver(worker, sub, frame, msg, nullptr);
   }
   if (queues.empty() || result->groups.empty()) return;
   // Each listed group by hash, and each at most once however often the frame

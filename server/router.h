@@ -38,7 +38,10 @@ class Router {
   // A message a peer forwarded to us: local subscribers only, never another
   // peer (loop freedom); a queue group only when `queues` names it, i.e. the
   // sender chose this node for it; then one of our members, whoever is left.
-  void PublishFromPeer(IoWorker* worker, const Message& msg, const std::vector<std::string_view>& queues);
+  // `to_plain` is false for a continuation frame (MSG_QUEUES) of a message
+  // whose first frame already reached the plain subscribers.
+  void PublishFromPeer(IoWorker* worker, const Message& msg, const std::vector<std::string_view>& queues,
+                       bool to_plain = true);
 
   // Delivers `msg` to one subscription of a local client (also used for the
   // no-responders status). Returns true if it was queued.

@@ -209,7 +209,10 @@ bool Server::StartMesh(std::string* error) {
   mo.anti_entropy_interval_ms = options_.anti_entropy_interval_ms;
   mo.interest_barrier_timeout_ms = options_.interest_barrier_timeout_ms;
   mo.peer_max_pending_bytes = options_.peer_max_pending_bytes;
+  // 64 KiB beyond the payload and the control lines: room for the queue
+  // names of one MSG frame (proto::peer::kMaxQueueListBytes).
   mo.max_frame_bytes = static_cast<size_t>(options_.max_payload) + 4 * options_.max_control_line + 64 * 1024;
+  mo.name_bounds = options_.name_bounds;
 
   zk::RegistryOptions ro;
   ro.connect = options_.zk;

@@ -50,6 +50,8 @@ struct ServerContext {
   ClosedConnections closed;  // recently closed clients, for monitoring
 
   std::atomic<int> client_count{0};
+  // Local client subscriptions on this node, against --max_subs_total.
+  std::atomic<int64_t> subscription_count{0};
   std::atomic<uint64_t> next_client_id{1};
   std::atomic<uint64_t> total_connections{0};
   std::atomic<uint64_t> auth_failures{0};

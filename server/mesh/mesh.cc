@@ -552,6 +552,7 @@ void Mesh::SnapshotStatus() {
     s.synced = p.synced;
     if (p.active) {
       s.outbound = p.active->direction() == PeerLink::Direction::kOutbound;
+      s.link_id = p.active->id();
       s.rtt_ms = p.active->rtt_ms();
       s.pending_bytes = p.active->out().pending_bytes();
       s.in_msgs = p.active->in_msgs();

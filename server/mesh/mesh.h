@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "proto/name_bounds.h"
 #include "server/connection.h"
 #include "server/event_loop.h"
 #include "server/listener.h"
@@ -81,6 +82,8 @@ struct MeshOptions {
   int64_t interest_barrier_timeout_ms = 5000;
   size_t peer_max_pending_bytes = 256u << 20;
   size_t max_frame_bytes = (1u << 20) + (1u << 20);
+  // Names a peer frame may carry (the same bounds as the client port).
+  proto::NameBounds name_bounds;
 };
 
 // What /peerz and /healthz report about one peer (a copy).
@@ -92,6 +95,7 @@ struct PeerStatus {
   bool linked = false;      // has an active link
   bool synced = false;      // its full interest arrived
   bool outbound = false;    // we dialled the active link
+  uint64_t link_id = 0;     // the active link's connection id (0 = none): a reset or replacement changes it
   const char* security = "";  // how links are protected: tls1.3-psk, tls1.3-certificates, plaintext
   int64_t rtt_ms = -1;
   size_t pending_bytes = 0;

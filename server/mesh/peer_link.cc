@@ -93,7 +93,7 @@ void PeerLink::ProcessFrames(std::string_view in) {
       return;
     }
     std::string why;
-    if (!peer::ValidateFrame(frame, &why)) {
+    if (!peer::ValidateFrame(frame, mesh_->options().name_bounds, &why)) {
       ProtocolError(why);
       return;
     }
@@ -206,6 +206,7 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       mesh_->interest()->barrier().OnAck(this, f.ack_seq);
       return;
     case peer::FrameType::kMsg:
+    case peer::FrameType::kMsgQueues:
       HandleMsg(f.msg);
       return;
     case peer::FrameType::kRetire:
@@ -274,12 +275,14 @@ void PeerLink::HandleHello(const peer::Hello& hello) {
 }
 
 void PeerLink::HandleMsg(const peer::Msg& msg) {
-  CountIn(msg.payload.size());
-  WorkerStats& stats = worker()->stats();
-  stats.Add(stats.in_msgs, 1);
-  stats.Add(stats.in_bytes, msg.payload.size());
+  if (!msg.queues_only) {  // a continuation (MSG_QUEUES) is the same message
+    CountIn(msg.payload.size());
+    WorkerStats& stats = worker()->stats();
+    stats.Add(stats.in_msgs, 1);
+    stats.Add(stats.in_bytes, msg.payload.size());
+  }
   Message m{msg.subject, msg.reply, msg.payload, msg.header_size};
-  mesh_->ctx()->router.PublishFromPeer(worker(), m, msg.queues);
+  mesh_->ctx()->router.PublishFromPeer(worker(), m, msg.queues, /*to_plain=*/!msg.queues_only);
 }
 
 void PeerLink::Activate(RefPtr<PeerNode> node) {

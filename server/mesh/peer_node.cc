@@ -1,5 +1,6 @@
 #include "server/mesh/peer_node.h"
 
+#include <absl/container/inlined_vector.h>
 #include <glog/logging.h>
 
 #include <vector>
@@ -21,15 +22,31 @@ PeerNode::~PeerNode() {
 
 bool PeerNode::Forward(const Message& msg, const std::string_view* queues, size_t queue_count,
                        RefPtr<Connection>* busy_link) {
-  thread_local std::string header;
-  header.clear();
-  proto::peer::EncodeMsgHeader(msg.subject, msg.reply, static_cast<int32_t>(msg.header_size), queues, queue_count,
-                               msg.payload.size(), &header);
-  const std::string_view pieces[2] = {header, msg.payload};
+  // One MSG, then as many MSG_QUEUES as the remaining groups need, so that no
+  // frame exceeds what the receiver accepts however many groups chose it
+  // (docs/peer-protocol.md, Messages). Each group is listed in exactly one
+  // frame; only the first reaches the receiver's plain subscribers.
+  thread_local std::string headers;
+  thread_local std::vector<size_t> ends;  // where each frame's header ends in `headers`
+  if (headers.capacity() > (1u << 20)) std::string().swap(headers);  // a rare huge fan-out
+  headers.clear();
+  ends.clear();
+  proto::peer::EncodeMsgHeaders(msg.subject, msg.reply, static_cast<int32_t>(msg.header_size), queues, queue_count,
+                                msg.payload.size(), &headers, &ends);
+  absl::InlinedVector<std::string_view, 2> pieces;
+  size_t begin = 0;
+  for (size_t end : ends) {
+    pieces.push_back(std::string_view(headers).substr(begin, end - begin));
+    pieces.push_back(msg.payload);
+    begin = end;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   if (link_ == nullptr) return false;
   size_t pending = 0;
-  if (!link_->Enqueue(pieces, 2, msg.payload.size(), true, CloseReason::kPeerResync, &pending)) return false;
+  // One append: the frames of one message stay together and count as one message.
+  if (!link_->Enqueue(pieces.data(), pieces.size(), msg.payload.size(), true, CloseReason::kPeerResync, &pending)) {
+    return false;
+  }
   if (link_->WantsBackpressure(pending)) *busy_link = RefPtr<Connection>(link_);
   return true;
 }

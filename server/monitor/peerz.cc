@@ -19,6 +19,7 @@ void ServePeerz(MonitorContext& mc, const Query&, Respond respond) {
         {"linked", p.linked},
         {"synced", p.synced},
         {"outbound", p.outbound},
+        {"link_id", p.link_id},  // changes when the link is reset or replaced
         {"security", p.security},
         {"rtt_ms", p.rtt_ms},  // -1 until the first PONG
         {"pending_bytes", p.pending_bytes},

@@ -1,7 +1,8 @@
 // /varz: totals and configuration, with nats-server's field names (and
 // units: ping_interval and write_deadline are nanoseconds, auth_timeout is
 // seconds) so existing dashboards read it; zmesh's own additions are
-// node_id, zmesh_version, peers, auth_failures and "mesh".
+// node_id, zmesh_version, peers, auth_failures, "limits" (the bounds of
+// the flags of the same names) and "mesh".
 
 #include <thread>
 
@@ -83,6 +84,12 @@ void ServeVarz(MonitorContext& mc, const Query&, Respond respond) {
       {"pending_budget", t.pending_budget},
       {"pending_budget_cuts", t.pending_budget_cuts},
       {"http_req_stats", mc.http_req_stats},
+      {"limits",
+       {{"max_subs_total", o.max_subs_total},
+        {"local_subscriptions", ctx.subscription_count.load(std::memory_order_relaxed)},
+        {"max_subject_length", o.name_bounds.max_subject_bytes},
+        {"max_subject_tokens", o.name_bounds.max_subject_tokens},
+        {"max_queue_name_length", o.name_bounds.max_queue_bytes}}},
       {"mesh", std::move(mesh)},
   };
   respond(JsonResponse(j));

@@ -71,6 +71,7 @@ std::vector<std::string> Decode(const std::vector<std::string>& chunks, size_t l
           d += std::to_string(f.ack_seq);
           break;
         case FrameType::kMsg:
+        case FrameType::kMsgQueues:
           d += std::string(f.msg.subject) + "|" + std::string(f.msg.reply) + "|" +
                std::to_string(f.msg.header_size) + "|";
           for (auto q : f.msg.queues) d += std::string(q) + ",";
@@ -215,6 +216,98 @@ TEST(PeerProtocolTest, FrameLimitIsEnforcedBeforeBuffering) {
   Frame f;
   EXPECT_EQ(reader.Next(&in, &f), FrameReader::Status::kError);
   EXPECT_LE(reader.buffered_bytes(), 4u);
+}
+
+// A message chosen for many long-named groups on one peer: the frames it
+// takes each fit the receiver's limit, the first is MSG (plain subscribers
+// too), the rest MSG_QUEUES, and every group is listed exactly once.
+TEST(PeerMsgSplitTest, ManyGroupsSplitIntoFramesTheReceiverAccepts) {
+  constexpr size_t kMaxPayload = 1 << 20, kMaxControlLine = 4096;
+  const size_t limit = kMaxPayload + 4 * kMaxControlLine + 64 * 1024;  // what server.cc gives the reader
+  std::vector<std::string> names;
+  for (int i = 0; i < 300; ++i) names.push_back(std::to_string(i) + std::string(4000, 'q'));
+  std::vector<std::string_view> queues(names.begin(), names.end());
+  const std::string payload(kMaxPayload, 'p');
+  const std::string subject(kMaxControlLine - 100, 's');  // as long as a PUB line allows
+  std::string headers;
+  std::vector<size_t> ends;
+  EncodeMsgHeaders(subject, "_INBOX.r", -1, queues.data(), queues.size(), payload.size(), &headers, &ends);
+  ASSERT_GT(ends.size(), 1u);
+  std::string wire;
+  size_t begin = 0;
+  for (size_t end : ends) {
+    wire.append(headers, begin, end - begin);
+    wire += payload;
+    begin = end;
+  }
+  FrameReader reader(limit);
+  std::string_view in(wire);
+  std::vector<std::string> seen;
+  size_t frames = 0;
+  while (!in.empty()) {
+    Frame f;
+    ASSERT_EQ(reader.Next(&in, &f), FrameReader::Status::kFrame) << reader.error();
+    std::string why;
+    ASSERT_TRUE(ValidateFrame(f, &why)) << why;
+    EXPECT_EQ(f.type, frames == 0 ? FrameType::kMsg : FrameType::kMsgQueues);
+    EXPECT_EQ(f.msg.queues_only, frames != 0);
+    EXPECT_EQ(f.msg.subject, subject);
+    EXPECT_EQ(f.msg.payload.size(), payload.size());
+    size_t list_bytes = 0;
+    for (std::string_view q : f.msg.queues) {
+      seen.emplace_back(q);
+      list_bytes += 2 + q.size();
+    }
+    EXPECT_LE(list_bytes, kMaxQueueListBytes);
+    ++frames;
+  }
+  EXPECT_EQ(frames, ends.size());
+  EXPECT_EQ(seen, names);  // each group once, in order
+  // Today's single frame for the same message would have been refused.
+  std::string single;
+  EncodeMsgHeader(subject, "_INBOX.r", -1, queues.data(), queues.size(), payload.size(), &single);
+  EXPECT_GT(single.size() + payload.size(), limit);
+}
+
+TEST(PeerMsgSplitTest, FewGroupsStayInOneFrame) {
+  const std::string_view queues[] = {"a", "b", "c"};
+  std::string headers;
+  std::vector<size_t> ends;
+  EncodeMsgHeaders("x", "", -1, queues, 3, 5, &headers, &ends);
+  EXPECT_EQ(ends.size(), 1u);
+  ends.clear();
+  headers.clear();
+  EncodeMsgHeaders("x", "", -1, nullptr, 0, 5, &headers, &ends);  // plain only
+  EXPECT_EQ(ends.size(), 1u);
+  EXPECT_EQ(QueuesInFrame(queues, 3, 6), 2u);    // 2 + 1 bytes each
+  EXPECT_EQ(QueuesInFrame(queues, 3, 2), 1u);    // at least one, however long
+  EXPECT_EQ(QueuesInFrame(queues, 0, 100), 0u);
+}
+
+TEST(PeerMsgSplitTest, ContinuationMustNameAGroup) {
+  std::string header;
+  EncodeMsgHeader("x", "", -1, nullptr, 0, 0, &header, /*queues_only=*/true);
+  FrameReader reader(1 << 20);
+  std::string_view in(header);
+  Frame f;
+  EXPECT_EQ(reader.Next(&in, &f), FrameReader::Status::kError);
+}
+
+TEST(PeerValidationTest, NameBoundsApplyToPeerInput) {
+  const NameBounds bounds{16, 3, 8};
+  std::string why;
+  EXPECT_TRUE(ValidateFrame(MsgFrame("a.b.c", "_INBOX.1", {"workers"}), bounds, &why)) << why;
+  EXPECT_FALSE(ValidateFrame(MsgFrame("a.b.c.d", ""), bounds, &why));
+  EXPECT_NE(why.find("more than 3 tokens"), std::string::npos) << why;
+  EXPECT_FALSE(ValidateFrame(MsgFrame(std::string(17, 'a'), ""), bounds, &why));
+  EXPECT_FALSE(ValidateFrame(MsgFrame("a", std::string(17, 'r')), bounds, &why));
+  EXPECT_FALSE(ValidateFrame(MsgFrame("a", "", {"ninebytes"}), bounds, &why));
+  EXPECT_TRUE(ValidateFrame(InterestFrame("a.*.>", "eightbyt", 2), bounds, &why)) << why;
+  EXPECT_FALSE(ValidateFrame(InterestFrame("a.*.>.b", "", 1), bounds, &why));
+  EXPECT_FALSE(ValidateFrame(InterestFrame("a", "ninebytes", 1), bounds, &why));
+  EXPECT_FALSE(ValidateFrame(InterestFrame(std::string(17, 'a'), "", 1), bounds, &why));
+  // The one-argument form checks the wire only.
+  EXPECT_TRUE(ValidateFrame(MsgFrame("a.b.c.d", "", {"ninebytes"}), &why)) << why;
 }
 
 TEST(InterestDigestTest, IsASetDigest) {

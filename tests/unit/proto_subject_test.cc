@@ -1,5 +1,7 @@
 #include "proto/subject.h"
 
+#include "proto/name_bounds.h"
+
 #include <gtest/gtest.h>
 
 namespace zmesh::proto {
@@ -53,4 +55,26 @@ TEST(SubjectTest, TokenIterator) {
 }
 
 }  // namespace
+TEST(NameBoundsTest, SubscriptionsAndPublishesAreCheckedAlike) {
+  const NameBounds b{10, 3, 4};
+  EXPECT_EQ(CountTokens("a"), 1u);
+  EXPECT_EQ(CountTokens("a.b.c"), 3u);
+  EXPECT_EQ(CheckSubscription("a.b.c", "", b), BoundViolation::kNone);
+  EXPECT_EQ(CheckSubscription("a.*.>", "q", b), BoundViolation::kNone);
+  EXPECT_EQ(CheckSubscription("a.b.c.d", "", b), BoundViolation::kSubjectTokens);
+  EXPECT_EQ(CheckSubscription("abcdefghijk", "", b), BoundViolation::kSubjectBytes);
+  EXPECT_EQ(CheckSubscription("abcdefghij", "", b), BoundViolation::kNone);  // at the bound
+  EXPECT_EQ(CheckSubscription("a", "queue", b), BoundViolation::kQueueBytes);
+  EXPECT_EQ(CheckSubscription("a", "qqqq", b), BoundViolation::kNone);
+  EXPECT_EQ(CheckPublish("a.b.c", "_INBOX.12", b), BoundViolation::kNone);
+  EXPECT_EQ(CheckPublish("a.b.c.d", "", b), BoundViolation::kSubjectTokens);
+  EXPECT_EQ(CheckPublish("abcdefghijk", "", b), BoundViolation::kSubjectBytes);
+  EXPECT_EQ(CheckPublish("a", "_INBOX.1234", b), BoundViolation::kReplyBytes);
+  EXPECT_EQ(ViolationText(BoundViolation::kSubjectBytes, b, false), "Invalid Subject: longer than 10 bytes");
+  EXPECT_EQ(ViolationText(BoundViolation::kSubjectTokens, b, true), "Invalid Publish Subject: more than 3 tokens");
+  EXPECT_EQ(ViolationText(BoundViolation::kQueueBytes, b, false), "Invalid Queue Name: longer than 4 bytes");
+  // The defaults are the wire's limits.
+  EXPECT_EQ(NameBounds().max_subject_bytes, kMaxWireStringBytes);
+}
+
 }  // namespace zmesh::proto
