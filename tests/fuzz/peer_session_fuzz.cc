@@ -27,6 +27,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <cstring>
 #include <thread>
 
 #include <glog/logging.h>
@@ -43,16 +44,28 @@ namespace peer = zmesh::proto::peer;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+// Connects to the node's peer port. A refused or failed connect is retried
+// for up to a second (a loaded machine, a listener busy accepting): only a
+// node that stays unreachable ends the run, with the reason.
 int Dial(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) std::abort();
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
+  int error = 0;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      const int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      return fd;
+    }
+    error = errno;
+    if (fd >= 0) ::close(fd);
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  std::fprintf(stderr, "peer_session fuzzer: cannot reach the node's peer port %d: %s\n", port, std::strerror(error));
+  std::abort();
 }
 
 bool SendAll(int fd, std::string_view bytes) {
