@@ -58,7 +58,7 @@ constexpr int64_t kScale = 1;
 // scraped (measured: see docs/operations.md, "Monitoring costs").
 constexpr int64_t kBoundMs = 200 * kScale;
 constexpr int kPublishEveryMs = 2;
-constexpr int kScrapeRounds = 3;
+constexpr int kScrapeRounds = 5;
 constexpr size_t kSubjectCap = 1024;  // kMaxConnzSubjects
 constexpr int64_t kSubszWalk = 100000;  // kMaxSubszWalk
 
