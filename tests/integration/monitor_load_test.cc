@@ -257,6 +257,12 @@ TEST(MonitorLoadTest, ScrapingEveryEndpointStallsNothing) {
     EXPECT_EQ(page["limit"], 100);
     const json first = Parse(get("/subsz?subs=1"), "/subsz?subs=1");
     EXPECT_EQ(first["subscriptions_list"].size(), 1024u);
+    // The longest walk a request may make: to the bound, the last page in it.
+    const std::string last_target =
+        "/subsz?subs=1&limit=1000&offset=" + std::to_string(std::min<int64_t>(kSubs, kSubszWalk) - 1000);
+    const json last = Parse(get(last_target), last_target);
+    EXPECT_EQ(last["subscriptions_list"].size(), 1000u);
+    EXPECT_FALSE(last.contains("truncated"));
     // Beyond the walk bound nothing is listed, and the answer says so.
     const std::string deep_target = "/subsz?subs=1&limit=10&offset=" + std::to_string(kSubs - 100);
     const json deep = Parse(get(deep_target), deep_target);
