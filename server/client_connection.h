@@ -68,10 +68,13 @@ class ClientConnection : public Connection {
   const std::string& remote_ip() const { return remote_ip_; }
   int remote_port() const { return remote_port_; }
   // Added for /connz?subs=1 (owner thread): calls fn(const Subscription&)
-  // for each subscription; the caller includes server/subscription.h.
+  // for each subscription until it returns false (monitoring lists a capped
+  // number); the caller includes server/subscription.h.
   template <typename Fn>
-  void ForEachSubscription(Fn&& fn) const {
-    for (const auto& [sid, sub] : subs_) fn(*sub);
+  void ForEachSubscriptionWhile(Fn&& fn) const {
+    for (const auto& [sid, sub] : subs_) {
+      if (!fn(*sub)) return;
+    }
   }
 
   void OnTick(int64_t now_ms) override;

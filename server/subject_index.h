@@ -94,6 +94,10 @@ class SubjectIndex {
   // Calls fn(sub) for every subscription, under the reader lock (monitoring).
   template <typename Fn>
   void ForEach(Fn&& fn) const;
+  // Like ForEach, but stops as soon as fn(sub) returns false, so a caller
+  // that wants only the first N entries holds the reader lock for N entries.
+  template <typename Fn>
+  void ForEachWhile(Fn&& fn) const;
 
  private:
   struct Level;
@@ -124,8 +128,9 @@ class SubjectIndex {
   static bool EraseQueueMember(Node* node, Subscription* sub);
   // Removes `sub` below `level` at token i, pruning empty nodes. True if found.
   static bool RemoveFrom(Level* level, const std::string_view* tokens, size_t count, size_t i, Subscription* sub);
+  // Calls fn(sub) until it returns false; false if it did.
   template <typename Fn>
-  static void Walk(const Level* level, Fn& fn);
+  static bool Walk(const Level* level, Fn& fn);
   // Bumps the generation and logs `subject`; under the writer lock.
   void RecordChange(const std::string& subject);
 
@@ -137,22 +142,37 @@ class SubjectIndex {
 };
 
 template <typename Fn>
-void SubjectIndex::Walk(const Level* level, Fn& fn) {
+bool SubjectIndex::Walk(const Level* level, Fn& fn) {
   auto visit = [&fn](const Node* n) {
-    if (n == nullptr) return;
-    for (Subscription* s : n->plain) fn(s);
-    for (const auto& [name, members] : n->queues) {
-      for (Subscription* s : members) fn(s);
+    if (n == nullptr) return true;
+    for (Subscription* s : n->plain) {
+      if (!fn(s)) return false;
     }
-    if (n->next) Walk(n->next.get(), fn);
+    for (const auto& [name, members] : n->queues) {
+      for (Subscription* s : members) {
+        if (!fn(s)) return false;
+      }
+    }
+    return n->next == nullptr || Walk(n->next.get(), fn);
   };
-  for (const auto& [token, node] : level->literals) visit(node.get());
-  visit(level->pwc.get());
-  visit(level->fwc.get());
+  for (const auto& [token, node] : level->literals) {
+    if (!visit(node.get())) return false;
+  }
+  return visit(level->pwc.get()) && visit(level->fwc.get());
 }
 
 template <typename Fn>
 void SubjectIndex::ForEach(Fn&& fn) const {
+  auto all = [&fn](Subscription* s) {
+    fn(s);
+    return true;
+  };
+  std::shared_lock lock(mu_);
+  Walk(&root_, all);
+}
+
+template <typename Fn>
+void SubjectIndex::ForEachWhile(Fn&& fn) const {
   std::shared_lock lock(mu_);
   Walk(&root_, fn);
 }

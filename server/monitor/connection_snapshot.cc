@@ -1,5 +1,10 @@
 #include "server/monitor/connection_snapshot.h"
 
+#include <absl/container/flat_hash_set.h>
+
+#include <algorithm>
+#include <memory>
+
 #include "server/client_connection.h"
 #include "server/closed_connections.h"
 #include "server/event_loop.h"
@@ -13,7 +18,7 @@ namespace {
 using Parts = std::vector<std::vector<ConnectionInfo>>;
 
 // Worker thread: the worker's own connections are safe to read here.
-std::vector<ConnectionInfo> SnapshotWorker(IoWorker* worker, bool with_subjects) {
+std::vector<ConnectionInfo> SnapshotWorker(IoWorker* worker) {
   std::vector<ConnectionInfo> out;
   const int64_t now_unix = UnixNowMs();
   const int64_t now_mono = MonotonicMs();
@@ -37,22 +42,66 @@ std::vector<ConnectionInfo> SnapshotWorker(IoWorker* worker, bool with_subjects)
     info.lang = c->lang();
     info.version = c->version();
     info.user = c->user();
-    if (with_subjects) {
-      info.subjects.reserve(info.subscriptions);
-      c->ForEachSubscription([&info](const Subscription& s) { info.subjects.push_back(s.subject()); });
-    }
     out.push_back(std::move(info));
   });
   return out;
 }
 
+// Worker thread: the subjects of the worker's connections in `cids`, at most
+// `max` each.
+SubjectsByCid SubjectsOnWorker(IoWorker* worker, const absl::flat_hash_set<uint64_t>& cids, size_t max) {
+  SubjectsByCid out;
+  worker->ForEachConnection([&](Connection* conn) {
+    if (conn->kind() != SubscriberEndpoint::Kind::kClient || conn->closing() || !cids.contains(conn->id())) return;
+    const auto* c = static_cast<ClientConnection*>(conn);
+    SubjectList& list = out[c->id()];
+    list.subjects.reserve(std::min(max, c->subscription_count()));
+    list.truncated = c->subscription_count() > max;
+    c->ForEachSubscriptionWhile([&list, max](const Subscription& s) {
+      if (list.subjects.size() >= max) return false;
+      list.subjects.push_back(s.subject());
+      return true;
+    });
+  });
+  return out;
+}
+
+// Main loop: one round of CollectSubjects per kConnectionsPerRound cids.
+struct SubjectRounds {
+  MonitorSources sources;
+  std::vector<uint64_t> cids;
+  size_t max = 0;
+  size_t next = 0;  // first cid of the next round
+  SubjectsByCid found;
+  std::function<void(SubjectsByCid)> done;
+};
+
+void RunSubjectRound(std::shared_ptr<SubjectRounds> rounds) {
+  if (rounds->next >= rounds->cids.size()) {
+    rounds->done(std::move(rounds->found));
+    return;
+  }
+  const size_t end = std::min(rounds->cids.size(), rounds->next + kConnectionsPerRound);
+  auto cids = std::make_shared<const absl::flat_hash_set<uint64_t>>(rounds->cids.begin() + rounds->next,
+                                                                    rounds->cids.begin() + end);
+  rounds->next = end;
+  const size_t max = rounds->max;
+  CollectFromWorkers<SubjectsByCid>(
+      rounds->sources.workers, rounds->sources.main_loop,
+      [cids, max](IoWorker* w) { return SubjectsOnWorker(w, *cids, max); },
+      [rounds](std::vector<SubjectsByCid> parts) {
+        for (SubjectsByCid& part : parts) {
+          for (auto& [cid, list] : part) rounds->found[cid] = std::move(list);
+        }
+        RunSubjectRound(rounds);
+      });
+}
+
 }  // namespace
 
-void CollectOpenConnections(const MonitorSources& sources, bool with_subjects,
-                            std::function<void(std::vector<ConnectionInfo>)> done) {
+void CollectOpenConnections(const MonitorSources& sources, std::function<void(std::vector<ConnectionInfo>)> done) {
   CollectFromWorkers<std::vector<ConnectionInfo>>(
-      sources.workers, sources.main_loop,
-      [with_subjects](IoWorker* w) { return SnapshotWorker(w, with_subjects); },
+      sources.workers, sources.main_loop, [](IoWorker* w) { return SnapshotWorker(w); },
       [done = std::move(done)](Parts parts) {
         std::vector<ConnectionInfo> all;
         for (auto& part : parts) {
@@ -60,6 +109,16 @@ void CollectOpenConnections(const MonitorSources& sources, bool with_subjects,
         }
         done(std::move(all));
       });
+}
+
+void CollectSubjects(const MonitorSources& sources, std::vector<uint64_t> cids, size_t max_per_connection,
+                     std::function<void(SubjectsByCid)> done) {
+  auto rounds = std::make_shared<SubjectRounds>();
+  rounds->sources = sources;
+  rounds->cids = std::move(cids);
+  rounds->max = max_per_connection;
+  rounds->done = std::move(done);
+  RunSubjectRound(std::move(rounds));
 }
 
 ConnectionInfo FromClosed(const ClosedConnection& c) {

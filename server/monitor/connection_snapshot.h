@@ -1,15 +1,19 @@
 #pragma once
 
 // Copies of client connections for /connz: the open ones, read on their
-// workers, and the recently closed ones from ServerContext::closed.
+// workers, and the recently closed ones from ServerContext::closed. The
+// subjects are a separate, second step, for the connections of one page only.
 //
-// Threading: CollectOpenConnections is called on the main loop and answers
-// there (see worker_fanout.h); the copies are plain values.
+// Threading: CollectOpenConnections and CollectSubjects are called on the
+// main loop and answer there (see worker_fanout.h); the copies are plain
+// values.
 
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
+
+#include <absl/container/flat_hash_map.h>
 
 #include "server/monitor/monitor_context.h"
 
@@ -30,16 +34,31 @@ struct ConnectionInfo {
   std::string reason;                 // closed connections only
   size_t pending_bytes = 0;
   uint64_t in_msgs = 0, out_msgs = 0, in_bytes = 0, out_bytes = 0;
-  size_t subscriptions = 0;
+  size_t subscriptions = 0;  // exact, whatever `subjects` holds
   std::string name, lang, version, user;
-  std::vector<std::string> subjects;  // only when asked for (subs=1)
+  std::vector<std::string> subjects;  // only when asked for (subs=1), capped
+  bool subjects_truncated = false;    // `subjects` holds fewer than `subscriptions`
 };
 
-// Main loop: snapshots every open client connection on its worker, then
-// calls `done` on the main loop. With `with_subjects`, each one's
-// subscription subjects too.
-void CollectOpenConnections(const MonitorSources& sources, bool with_subjects,
-                            std::function<void(std::vector<ConnectionInfo>)> done);
+// Main loop: snapshots every open client connection on its worker (no
+// subjects: a few strings each), then calls `done` on the main loop.
+void CollectOpenConnections(const MonitorSources& sources, std::function<void(std::vector<ConnectionInfo>)> done);
+
+// Up to `max_per_connection` subscription subjects of one connection.
+struct SubjectList {
+  std::vector<std::string> subjects;
+  bool truncated = false;
+};
+using SubjectsByCid = absl::flat_hash_map<uint64_t, SubjectList>;
+
+// Main loop: the subjects of the open connections in `cids`, read on their
+// workers, then `done` on the main loop. The workers are asked in rounds of
+// a few connections, so no worker task copies more than
+// kConnectionsPerRound * max_per_connection subjects between its events.
+// A connection that closed meanwhile is simply absent.
+inline constexpr size_t kConnectionsPerRound = 64;
+void CollectSubjects(const MonitorSources& sources, std::vector<uint64_t> cids, size_t max_per_connection,
+                     std::function<void(SubjectsByCid)> done);
 
 // Any thread.
 ConnectionInfo FromClosed(const ClosedConnection& c);

@@ -1,11 +1,15 @@
 // /connz: nats-server's query parameters and JSON shape. Open connections are
 // read on their workers (CollectOpenConnections); closed ones come from
-// ServerContext::closed with their reason.
+// ServerContext::closed with their reason. With subs=1 the page is chosen
+// first, from the connections' metadata, and only the page's connections
+// then have their subjects copied (CollectSubjects), at most
+// kMaxConnzSubjects each: the cost follows the page, not the node.
 
 #include "server/monitor/connz.h"
 
 #include <algorithm>
 #include <functional>
+#include <memory>
 
 #include "server/monitor/endpoints.h"
 #include "server/monitor/format.h"
@@ -86,6 +90,7 @@ nlohmann::json ConnectionJson(const ConnectionInfo& c, bool subs, int64_t now) {
   if (!c.version.empty()) j["version"] = c.version;
   if (!c.user.empty()) j["authorized_user"] = c.user;
   if (subs && !c.subjects.empty()) j["subscriptions_list"] = c.subjects;
+  if (subs && c.subjects_truncated) j["subscriptions_list_truncated"] = true;
   return j;
 }
 
@@ -126,8 +131,8 @@ bool ParseConnzOptions(const Query& query, ConnzOptions* o, std::string* error) 
   return true;
 }
 
-nlohmann::json BuildConnz(const ConnzOptions& o, std::vector<ConnectionInfo> conns, const std::string& server_id,
-                          int64_t now) {
+std::vector<ConnectionInfo> SelectConnzPage(const ConnzOptions& o, std::vector<ConnectionInfo> conns, int64_t now,
+                                            size_t* total) {
   if (o.cid != 0) {
     std::erase_if(conns, [&o](const ConnectionInfo& c) { return c.cid != o.cid; });
   }
@@ -138,19 +143,35 @@ nlohmann::json BuildConnz(const ConnzOptions& o, std::vector<ConnectionInfo> con
     if (less(b, a)) return false;
     return a.cid < b.cid;
   });
-  nlohmann::json list = nlohmann::json::array();
+  *total = conns.size();
   const size_t begin = std::min<size_t>(static_cast<size_t>(o.offset), conns.size());
   const size_t end = std::min<size_t>(begin + static_cast<size_t>(o.limit), conns.size());
-  for (size_t i = begin; i < end; ++i) list.push_back(ConnectionJson(conns[i], o.subs, now));
+  std::vector<ConnectionInfo> page;
+  page.reserve(end - begin);
+  for (size_t i = begin; i < end; ++i) page.push_back(std::move(conns[i]));
+  return page;
+}
+
+nlohmann::json RenderConnz(const ConnzOptions& o, const std::vector<ConnectionInfo>& page, size_t total,
+                           const std::string& server_id, int64_t now) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const ConnectionInfo& c : page) list.push_back(ConnectionJson(c, o.subs, now));
   return {
       {"server_id", server_id},
       {"now", Rfc3339(now)},
-      {"num_connections", end - begin},
-      {"total", conns.size()},
+      {"num_connections", page.size()},
+      {"total", total},
       {"offset", o.offset},
       {"limit", o.limit},
       {"connections", std::move(list)},
   };
+}
+
+nlohmann::json BuildConnz(const ConnzOptions& o, std::vector<ConnectionInfo> conns, const std::string& server_id,
+                          int64_t now) {
+  size_t total = 0;
+  std::vector<ConnectionInfo> page = SelectConnzPage(o, std::move(conns), now, &total);
+  return RenderConnz(o, page, total, server_id, now);
 }
 
 void ServeConnz(MonitorContext& mc, const Query& query, Respond respond) {
@@ -171,12 +192,35 @@ void ServeConnz(MonitorContext& mc, const Query& query, Respond respond) {
   }
   // Everything the answer needs is captured by value: it is built later, on
   // the main loop, once every worker has answered.
+  MonitorSources sources = mc.sources;
   CollectOpenConnections(
-      mc.sources, options.subs,
-      [options, closed = std::move(closed), server_id = std::move(server_id),
-       respond = std::move(respond)](std::vector<ConnectionInfo> open) mutable {
+      mc.sources, [sources = std::move(sources), options, closed = std::move(closed),
+                   server_id = std::move(server_id),
+                   respond = std::move(respond)](std::vector<ConnectionInfo> open) mutable {
         for (ConnectionInfo& c : closed) open.push_back(std::move(c));
-        respond(JsonResponse(BuildConnz(options, std::move(open), server_id, UnixNowMs())));
+        const int64_t now = UnixNowMs();
+        size_t total = 0;
+        auto page = std::make_shared<std::vector<ConnectionInfo>>(SelectConnzPage(options, std::move(open), now, &total));
+        std::vector<uint64_t> cids;
+        if (options.subs) {
+          for (const ConnectionInfo& c : *page) {
+            if (!c.closed && c.subscriptions > 0) cids.push_back(c.cid);
+          }
+        }
+        if (cids.empty()) {
+          respond(JsonResponse(RenderConnz(options, *page, total, server_id, now)));
+          return;
+        }
+        CollectSubjects(sources, std::move(cids), kMaxConnzSubjects,
+                        [page, total, options, server_id, now, respond = std::move(respond)](SubjectsByCid found) {
+                          for (ConnectionInfo& c : *page) {
+                            auto it = found.find(c.cid);
+                            if (it == found.end()) continue;
+                            c.subjects = std::move(it->second.subjects);
+                            c.subjects_truncated = it->second.truncated;
+                          }
+                          respond(JsonResponse(RenderConnz(options, *page, total, server_id, now)));
+                        });
       });
 }
 

@@ -31,7 +31,18 @@ struct ConnzOptions {
 // with *error for an unknown sort or state, or a non-numeric number.
 bool ParseConnzOptions(const Query& query, ConnzOptions* options, std::string* error);
 
-// Filters, sorts and pages `conns`, and renders nats-server's Connz object.
+// The page of `conns` the options ask for: filtered by cid, sorted, then
+// offset/limit applied. *total is the count before paging.
+std::vector<ConnectionInfo> SelectConnzPage(const ConnzOptions& options, std::vector<ConnectionInfo> conns,
+                                            int64_t now_unix_ms, size_t* total);
+
+// Renders nats-server's Connz object for a page SelectConnzPage chose. With
+// options.subs, each connection lists its `subjects` (at most
+// kMaxConnzSubjects; "subscriptions_list_truncated" when cut).
+nlohmann::json RenderConnz(const ConnzOptions& options, const std::vector<ConnectionInfo>& page, size_t total,
+                           const std::string& server_id, int64_t now_unix_ms);
+
+// SelectConnzPage, then RenderConnz.
 nlohmann::json BuildConnz(const ConnzOptions& options, std::vector<ConnectionInfo> conns,
                           const std::string& server_id, int64_t now_unix_ms);
 

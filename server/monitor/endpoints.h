@@ -16,6 +16,15 @@ namespace zmesh::server::monitor {
 inline constexpr int64_t kMaxListLimit = 10000;
 // Default page size of /connz and /subsz, as in nats-server.
 inline constexpr int64_t kDefaultListLimit = 1024;
+// /subsz?subs=1 without test= walks the subject index under its reader lock
+// (which SUB and UNSUB wait for) only up to offset+limit entries, and never
+// past this many: entries beyond it are not listed ("truncated": true).
+// 100,000 entries hold the lock for a few milliseconds.
+inline constexpr int64_t kMaxSubszWalk = 100000;
+// /connz?subs=1 lists at most this many subjects per connection
+// ("subscriptions" stays the exact count; "subscriptions_list_truncated":
+// true says the list was cut).
+inline constexpr size_t kMaxConnzSubjects = 1024;
 
 // 200 {"status":"ok"}, or 503 {"status":"unavailable","reason":...}.
 void ServeHealthz(MonitorContext& mc, const Query& query, Respond respond);

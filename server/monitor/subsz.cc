@@ -2,9 +2,20 @@
 // on each worker); ?test=<subject> reports which subscriptions a message on
 // that subject would reach, local clients and remote interest counted
 // apart; ?subs=1 lists subscriptions (the matching ones with test), paged.
+//
+// Bounded like the traffic it watches: ?test= is answered on an I/O worker
+// through its MatchCache, exactly as a publish on that subject would be
+// matched (a hit costs nothing, a miss one Match that later publishes reuse);
+// the plain listing walks the index under its reader lock for at most
+// offset+limit entries, capped at kMaxSubszWalk, and renders the page only
+// after the lock is released.
+
+#include <functional>
+#include <optional>
 
 #include "proto/subject.h"
 #include "server/connection.h"
+#include "server/match_cache.h"
 #include "server/mesh/peer_node.h"
 #include "server/monitor/endpoints.h"
 #include "server/monitor/format.h"
@@ -47,6 +58,55 @@ struct Pager {
   }
 };
 
+// What one worker answers: its match cache's size and, on the worker chosen
+// for ?test=, the match.
+struct WorkerPart {
+  size_t cached = 0;
+  std::optional<nlohmann::json> matches;
+  std::optional<Pager> pager;
+};
+
+// Worker thread: matches `test` through the worker's MatchCache, the way a
+// publish on it is matched. The result is read before the next Lookup.
+WorkerPart TestOnWorker(IoWorker* w, const std::string& test, bool list, int64_t offset, int64_t limit) {
+  WorkerPart part;
+  const MatchResult* match = w->match_cache().Lookup(test);
+  Pager pager{offset, limit};
+  size_t local = 0, remote = 0;
+  auto count = [&](const Subscription* s) {
+    if (s->closed()) return;
+    (s->remote() ? remote : local)++;
+    if (list) pager.Add(*s);
+  };
+  for (const Subscription* s : match->plain) count(s);
+  for (const MatchResult::Group& g : match->groups) {
+    for (const Subscription* s : g.members) count(s);
+  }
+  part.matches = nlohmann::json{{"local", local}, {"remote", remote}, {"queue_groups", match->groups.size()}};
+  if (list) part.pager = std::move(pager);
+  part.cached = w->match_cache().size();
+  return part;
+}
+
+// Main loop: the first min(offset+limit, kMaxSubszWalk) entries of the index
+// under its reader lock, keeping references to the page only; rendered after.
+nlohmann::json ListIndexPage(const SubjectIndex& index, int64_t offset, int64_t limit, bool* truncated) {
+  const int64_t wanted = offset > kMaxSubszWalk - limit ? kMaxSubszWalk : offset + limit;
+  const int64_t stop = std::min<int64_t>(wanted, kMaxSubszWalk);
+  std::vector<SubscriptionRef> page;
+  int64_t seen = 0;
+  if (offset < stop) {
+    index.ForEachWhile([&](Subscription* s) {
+      if (seen >= offset) page.emplace_back(s);
+      return ++seen < stop;
+    });
+  }
+  *truncated = offset > kMaxSubszWalk - limit && index.size() > static_cast<size_t>(stop);
+  nlohmann::json list = nlohmann::json::array();
+  for (const SubscriptionRef& s : page) list.push_back(SubscriptionJson(*s.get()));
+  return list;
+}
+
 }  // namespace
 
 void ServeSubsz(MonitorContext& mc, const Query& query, Respond respond) {
@@ -60,49 +120,59 @@ void ServeSubsz(MonitorContext& mc, const Query& query, Respond respond) {
     return;
   }
   if (limit == 0) limit = kDefaultListLimit;
-  const std::string* test = query.Find("test");
-  if (test != nullptr && !proto::IsValidLiteralSubject(*test)) {
-    respond(ErrorResponse(400, "invalid test subject: '" + *test + "' (a literal subject, no wildcards)"));
+  const std::string* test_arg = query.Find("test");
+  if (test_arg != nullptr && !proto::IsValidLiteralSubject(*test_arg)) {
+    respond(ErrorResponse(400, "invalid test subject: '" + *test_arg + "' (a literal subject, no wildcards)"));
     return;
   }
+  const std::vector<IoWorker*>& workers = mc.sources.workers;
+  if (test_arg != nullptr && workers.empty()) {
+    respond(ErrorResponse(503, "no I/O worker to match on"));
+    return;
+  }
+  std::optional<std::string> test;
+  if (test_arg != nullptr) test = *test_arg;
+  // A fixed worker per subject, so repeated tests hit the same cache.
+  IoWorker* tester = test ? workers[std::hash<std::string>{}(*test) % workers.size()] : nullptr;
 
   nlohmann::json j = {
       {"server_id", mc.identity.server_id},
       {"now", Rfc3339(UnixNowMs())},
       {"num_subscriptions", index.size()},
   };
-  Pager pager{offset, limit};
-  if (test != nullptr) {
-    const std::unique_ptr<MatchResult> match = index.Match(*test);
-    size_t local = 0, remote = 0;
-    auto count = [&](const Subscription* s) {
-      if (s->closed()) return;
-      (s->remote() ? remote : local)++;
-      if (list) pager.Add(*s);
-    };
-    for (const Subscription* s : match->plain) count(s);
-    for (const MatchResult::Group& g : match->groups) {
-      for (const Subscription* s : g.members) count(s);
-    }
-    j["test"] = *test;
-    j["matches"] = {{"local", local}, {"remote", remote}, {"queue_groups", match->groups.size()}};
-  } else if (list) {
-    // Under the index's reader lock: bounded work per entry, and only the
-    // page itself is copied.
-    index.ForEach([&pager](const Subscription* s) { pager.Add(*s); });
-  }
-  if (list) {
-    j["total"] = pager.total;
+  if (list && !test) {
+    bool truncated = false;
+    j["subscriptions_list"] = ListIndexPage(index, offset, limit, &truncated);
+    j["total"] = index.size();
     j["offset"] = offset;
     j["limit"] = limit;
-    j["subscriptions_list"] = std::move(pager.list);
+    if (truncated) j["truncated"] = true;
   }
-  // The match caches are worker-thread state: ask each worker for its size.
-  CollectFromWorkers<size_t>(
-      mc.sources.workers, mc.sources.main_loop, [](IoWorker* w) { return w->match_cache().size(); },
-      [j = std::move(j), respond = std::move(respond)](std::vector<size_t> sizes) mutable {
+  // The match caches are worker-thread state: ask each worker for its size,
+  // and the chosen one for the test match.
+  CollectFromWorkers<WorkerPart>(
+      workers, mc.sources.main_loop,
+      [tester, test, list, offset, limit](IoWorker* w) {
+        if (w == tester) return TestOnWorker(w, *test, list, offset, limit);
+        WorkerPart part;
+        part.cached = w->match_cache().size();
+        return part;
+      },
+      [j = std::move(j), test, list, offset, limit,
+       respond = std::move(respond)](std::vector<WorkerPart> parts) mutable {
         size_t cached = 0;
-        for (size_t n : sizes) cached += n;
+        for (WorkerPart& p : parts) {
+          cached += p.cached;
+          if (!p.matches) continue;
+          j["test"] = *test;
+          j["matches"] = std::move(*p.matches);
+          if (list && p.pager) {
+            j["total"] = p.pager->total;
+            j["offset"] = offset;
+            j["limit"] = limit;
+            j["subscriptions_list"] = std::move(p.pager->list);
+          }
+        }
         j["num_cache"] = cached;
         respond(JsonResponse(j));
       });

@@ -116,6 +116,30 @@ TEST(MonitorConnzTest, SortsThenPages) {
   EXPECT_EQ(Cids(BuildConnz(o, SomeConnections(), "NSERVER", 20000)), (std::vector<uint64_t>{4}));
 }
 
+TEST(MonitorConnzTest, SubjectListsSayWhenCut) {
+  ConnzOptions o;
+  o.subs = true;
+  o.limit = 2;
+  size_t total = 0;
+  std::vector<ConnectionInfo> page = SelectConnzPage(o, SomeConnections(), 20000, &total);
+  ASSERT_EQ(page.size(), 2u);
+  EXPECT_EQ(total, 5u);
+  page[0].subscriptions = 3000;
+  page[0].subjects = {"a", "b"};
+  page[0].subjects_truncated = true;
+  page[1].subscriptions = 1;
+  page[1].subjects = {"c"};
+  const nlohmann::json j = RenderConnz(o, page, total, "NSERVER", 20000);
+  EXPECT_EQ(Cids(j), (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(j["total"], 5);
+  EXPECT_EQ(j["connections"][0]["subscriptions"], 3000);  // the exact count
+  EXPECT_EQ(j["connections"][0]["subscriptions_list"].size(), 2u);
+  EXPECT_EQ(j["connections"][0]["subscriptions_list_truncated"], true);
+  EXPECT_FALSE(j["connections"][1].contains("subscriptions_list_truncated"));
+  o.subs = false;
+  EXPECT_FALSE(RenderConnz(o, page, total, "NSERVER", 20000)["connections"][0].contains("subscriptions_list"));
+}
+
 TEST(MonitorConnzTest, ParsesNatsServerOptions) {
   Query q;
   ConnzOptions o;

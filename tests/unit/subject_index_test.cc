@@ -129,6 +129,20 @@ TEST_F(SubjectIndexTest, RemovalPrunesAndGenerationMoves) {
   EXPECT_EQ(index_.size(), 0u);
 }
 
+TEST_F(SubjectIndexTest, ForEachWhileStopsWhenAsked) {
+  for (int i = 0; i < 50; ++i) Add("w." + std::to_string(i % 7) + "." + std::to_string(i));
+  Add("q.x", "g");
+  size_t all = 0;
+  index_.ForEach([&all](const Subscription*) { ++all; });
+  EXPECT_EQ(all, 51u);
+  size_t visited = 0;
+  index_.ForEachWhile([&visited](const Subscription*) { return ++visited < 10; });
+  EXPECT_EQ(visited, 10u);  // the 10th returned false: nothing after it
+  visited = 0;
+  index_.ForEachWhile([&visited](const Subscription*) { return ++visited < 1000; });
+  EXPECT_EQ(visited, 51u);
+}
+
 TEST_F(SubjectIndexTest, ResultOutlivesRemoval) {
   Subscription* a = Add("x.y");
   auto r = index_.Match("x.y");
