@@ -171,7 +171,8 @@ OutboundBuffer::AppendResult OutboundBuffer::Append(const std::string_view* piec
   // backpressure threshold still queued here, which its socket did not take)
   // gets no more copies: it is cut, and its bytes go back to the budget.
   if (budget_ != nullptr && pending_ > backpressure_threshold_ && budget_->Exceeded(total)) {
-    budget_->CountCut();
+    if (!budget_cut_) budget_->CountCut();  // once per connection, however many copies it is refused
+    budget_cut_ = true;
     return AppendResult::kOverLimit;
   }
   if (tail_ != nullptr && tail_->capacity - tail_->end >= total) {

@@ -136,6 +136,7 @@ class OutboundBuffer {
   bool blocked_ = false;          // EAGAIN: only OnWritable writes
   bool closed_ = false;
   bool close_fd_after_write_ = false;
+  bool budget_cut_ = false;  // refused by the node's budget (counted once)
 };
 
 }  // namespace zmesh::server

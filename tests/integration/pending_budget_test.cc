@@ -108,6 +108,9 @@ TEST(PendingBudgetTest, StuckSubscribersAreCutAndTheNodeStaysWithinItsBudget) {
     varz = fetch_varz();
     return varz && varz->value("pending_budget_cuts", 0) >= kStuck / 2;
   })) << (varz ? varz->dump() : "no /varz");
+  // Each connection is counted once, however many copies it was refused.
+  EXPECT_LE(varz->value("pending_budget_cuts", 0), kStuck) << varz->dump();
+  EXPECT_LE(varz->value("pending_budget_cuts", 0), varz->value("slow_consumers", 0)) << varz->dump();
   EXPECT_LE(varz->value("pending_bytes", int64_t{-1}), int64_t{kBudgetMiB} << 20) << varz->dump();
   EXPECT_EQ(varz->value("pending_budget", int64_t{0}), int64_t{kBudgetMiB} << 20);
   std::cerr << "[budget] " << kStuck << " stuck subscribers, " << kMessages << " x " << kPayload
