@@ -84,16 +84,6 @@ std::string HttpGet(uint16_t port, const std::string& path) {
   return split == std::string::npos ? "" : response.substr(split + 4);
 }
 
-uint16_t HttpPortOf(const ServerUnderTest& server) {
-  std::ifstream in(server.dir() + "/ports.json");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded() || !j.contains("http")) return 0;
-  const std::string hostport = j["http"].get<std::string>();
-  return static_cast<uint16_t>(std::atoi(hostport.c_str() + hostport.rfind(':') + 1));
-}
-
 // Opens kFloodPerSecond connections a second from kAttackerAddress, each
 // sending a CONNECT with a wrong password, and sorts the answers.
 class Flood {
@@ -195,7 +185,7 @@ class LoginFloodTest : public ::testing::Test {
     o.auth_timeout_ms = 10000;
     o.extra_args = {"--http_listen=127.0.0.1:0"};
     ASSERT_TRUE(server_.Start(o));
-    http_ = HttpPortOf(server_);
+    http_ = server_.http_port();
     ASSERT_NE(http_, 0);
   }
 

@@ -110,16 +110,6 @@ json Parse(const HttpAnswer& a, const std::string& target) {
   return j;
 }
 
-uint16_t HttpPortOf(const ServerUnderTest& server) {
-  std::ifstream in(server.dir() + "/ports.json");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const json j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded() || !j.contains("http")) return 0;
-  const std::string hostport = j["http"].get<std::string>();
-  return static_cast<uint16_t>(std::atoi(hostport.c_str() + hostport.rfind(':') + 1));
-}
-
 int64_t NowUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch()).count();
 }
@@ -149,7 +139,7 @@ TEST(MonitorLoadTest, ScrapingEveryEndpointStallsNothing) {
   o.threads = 2;
   o.extra_args = {"--http_listen=127.0.0.1:0"};
   ASSERT_TRUE(server.Start(o));
-  const uint16_t http = HttpPortOf(server);
+  const uint16_t http = server.http_port();
   ASSERT_NE(http, 0);
 
   // --- A node with kSubs subscriptions, on two connections.

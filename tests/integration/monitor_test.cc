@@ -127,17 +127,6 @@ json GetJson(uint16_t port, const std::string& target, int status = 200) {
   return j;
 }
 
-// The bound ports zmesh-server wrote with --ports_file.
-uint16_t HttpPortOf(const ServerUnderTest& server) {
-  std::ifstream in(server.dir() + "/ports.json");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded() || !j.contains("http")) return 0;
-  const std::string hostport = j["http"].get<std::string>();
-  return static_cast<uint16_t>(std::atoi(hostport.c_str() + hostport.rfind(':') + 1));
-}
-
 // --- Prometheus text format 0.0.4 -----------------------------------------
 
 struct Scrape {
@@ -209,7 +198,7 @@ class MonitorTest : public ::testing::Test {
     o.max_pending_bytes = 256 * 1024;
     o.write_deadline_ms = 1000;
     ASSERT_TRUE(server_.Start(o));
-    http_ = HttpPortOf(server_);
+    http_ = server_.http_port();
     ASSERT_NE(http_, 0) << "no \"http\" in the ports file";
     // ServerUnderTest's readiness probe is a client connection too: let the
     // server see it closed, so each test starts from no open connection.
@@ -596,7 +585,7 @@ TEST_F(MonitorMeshTest, HealthzAndPeerzFollowTheMesh) {
   ASSERT_NE(a, nullptr);
   ServerUnderTest* b = StartNode("b");
   ASSERT_NE(b, nullptr);
-  const uint16_t http_a = HttpPortOf(*a), http_b = HttpPortOf(*b);
+  const uint16_t http_a = a->http_port(), http_b = b->http_port();
   ASSERT_NE(http_a, 0);
   ASSERT_NE(http_b, 0);
   ASSERT_TRUE(WaitFor(seconds(20), [&] { return MeshFormed(http_a) && MeshFormed(http_b); }, milliseconds(50)))

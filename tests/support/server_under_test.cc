@@ -285,6 +285,7 @@ bool ServerUnderTest::ReadPortsFile() {
   };
   port_ = port_of(j["client"].get<std::string>());
   if (j.contains("peer") && j["peer"].is_string()) peer_port_ = port_of(j["peer"].get<std::string>());
+  if (j.contains("http") && j["http"].is_string()) http_port_ = port_of(j["http"].get<std::string>());
   return port_ != 0;
 }
 

@@ -112,6 +112,8 @@ class ServerUnderTest {
   // zmesh only; with use_ports_file, 0 unless the server reported a peer
   // port (a standalone node does not listen for peers).
   uint16_t peer_port() const { return peer_port_; }
+  // zmesh with use_ports_file and --http_listen: the monitoring port, else 0.
+  uint16_t http_port() const { return http_port_; }
   std::string url() const { return "nats://" + host_ + ":" + std::to_string(port_); }
   pid_t pid() const { return process_.pid(); }
   const std::string& dir() const { return dir_; }
@@ -136,6 +138,7 @@ class ServerUnderTest {
   std::string host_ = "127.0.0.1";
   uint16_t port_ = 0;
   uint16_t peer_port_ = 0;
+  uint16_t http_port_ = 0;
   std::string dir_;
   std::string log_path_;
   std::string users_path_;   // zmesh
