@@ -159,7 +159,23 @@ void Connection::AddDrainWaiter(Connection* producer) {
   WakeDrainWaiters(closing_requested());
 }
 
+void Connection::NotifyWhenDrained() {
+  drain_notice_wanted_.store(true, std::memory_order_release);
+  NoticeDrainedIfWanted();  // it may have drained already
+}
+
+void Connection::NoticeDrainedIfWanted() {
+  if (!drain_notice_wanted_.load(std::memory_order_acquire)) return;
+  if (out_.pending_bytes() > out_.backpressure_threshold() / 2) return;
+  if (!drain_notice_wanted_.exchange(false)) return;
+  RefPtr<Connection> self(this);
+  worker_->loop()->QueueInLoop([self] {
+    if (!self->closing_) self->OnOutputDrained();
+  });
+}
+
 void Connection::WakeDrainWaiters(bool closing) {
+  if (!closing) NoticeDrainedIfWanted();
   if (!has_drain_waiters_.load(std::memory_order_acquire)) return;
   if (!closing && out_.pending_bytes() > out_.backpressure_threshold() / 2) return;
   std::vector<Connection*> waiters;

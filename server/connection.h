@@ -86,6 +86,12 @@ class Connection : public SubscriberEndpoint {
   // worker) as soon as a flush gets there, or this connection closes.
   void AddDrainWaiter(Connection* producer);
 
+  // Owner thread: OnOutputDrained() will run on the owner thread once the
+  // pending output is at most half the backpressure threshold (one notice
+  // per call; none after a close). Lets a connection stream something large
+  // (a peer's interest snapshot) at the pace its socket takes it.
+  void NotifyWhenDrained();
+
   // Writes what is queued; called by whichever worker scheduled the flush
   // (any thread). Blocks never; on a full socket the owner waits for EV_WRITE.
   void FlushFromAnyThread();
@@ -108,6 +114,8 @@ class Connection : public SubscriberEndpoint {
   virtual void OnClose(CloseReason reason) = 0;
   // Owner thread: the TLS handshake failed; the connection closes next.
   virtual void OnHandshakeFailed(const Transport& transport);
+  // Owner thread: see NotifyWhenDrained().
+  virtual void OnOutputDrained() {}
 
   const Transport& transport() const { return *transport_; }
 
@@ -149,6 +157,8 @@ class Connection : public SubscriberEndpoint {
   void HandleFlushResult(OutboundBuffer::FlushResult result);
   // Wakes the producers waiting for this connection to drain, if it has.
   void WakeDrainWaiters(bool closing);
+  // Posts OnOutputDrained() if it was asked for and the output has drained.
+  void NoticeDrainedIfWanted();
   // Advances a TLS handshake; true once it is done (and what was queued
   // meanwhile is being written).
   bool ContinueHandshake();
@@ -163,6 +173,7 @@ class Connection : public SubscriberEndpoint {
   OutboundBuffer out_;
   std::atomic<bool> owner_flush_posted_{false};  // TLS: a flush handed to the owner
   std::atomic<bool> has_drain_waiters_{false};
+  std::atomic<bool> drain_notice_wanted_{false};
   std::mutex drain_waiters_mu_;
   std::vector<Connection*> drain_waiters_;  // guarded by drain_waiters_mu_; each holds a reference
   event* read_event_ = nullptr;

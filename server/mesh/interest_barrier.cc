@@ -35,6 +35,14 @@ void InterestBarrier::OnChange(uint64_t seq, int64_t now_ms) {
   changes_.emplace_back(seq, now_ms);
 }
 
+void InterestBarrier::SetStreaming(const PeerLink* link, bool streaming, int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = links_.find(link);
+  if (it == links_.end()) return;
+  it->second.streaming = streaming;
+  if (!streaming) it->second.streamed_ms = now_ms;
+}
+
 void InterestBarrier::OnAck(const PeerLink* link, uint64_t seq) {
   std::vector<std::function<void()>> released;
   {
@@ -101,6 +109,9 @@ std::vector<RefPtr<PeerLink>> InterestBarrier::Overdue(int64_t now_ms, int64_t t
     if (now_ms - w.since_ms < timeout_ms) continue;
     for (auto& [link, state] : links_) {
       if (state.acked >= w.seq || state.reported_overdue) continue;
+      // A waiter older than the snapshot waits on the snapshot's end, and
+      // gets the whole timeout from there.
+      if (state.streaming || now_ms - state.streamed_ms < timeout_ms) continue;
       state.reported_overdue = true;
       ++stats_.timeouts;
       // Attached links are referenced by LocalInterest while they are here.

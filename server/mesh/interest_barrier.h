@@ -11,7 +11,10 @@
 // includes the change, is acknowledged like a change). A link that goes away
 // leaves the set (its node, if it comes back, gets a snapshot). A link that
 // stays but does not acknowledge within the barrier timeout is reported by
-// Overdue() so the mesh resets it.
+// Overdue() so the mesh resets it. The timeout does not run while our
+// snapshot still streams to the link: it acknowledges only after the
+// snapshot's end, and a large snapshot on a busy link takes what it takes
+// (the link's own write deadline and pings catch a peer that stopped).
 //
 // Threading: every method is safe from any thread; one mutex. Lock order:
 // LocalInterest's mutex, then this one. `done` callbacks run outside the
@@ -48,6 +51,8 @@ class InterestBarrier {
   void AddLink(const PeerLink* link);
   void RemoveLink(const PeerLink* link);
   void OnChange(uint64_t seq, int64_t now_ms);
+  // Our snapshot to `link` started (true) or ended (false).
+  void SetStreaming(const PeerLink* link, bool streaming, int64_t now_ms);
 
   // A peer applied every change up to `seq` (from that link's thread).
   void OnAck(const PeerLink* link, uint64_t seq);
@@ -73,6 +78,8 @@ class InterestBarrier {
   struct LinkState {
     uint64_t acked = 0;
     bool reported_overdue = false;
+    bool streaming = false;     // our snapshot is still on its way
+    int64_t streamed_ms = 0;    // when the last snapshot ended
   };
   // The smallest acknowledged seq over the links (UINT64_MAX with none).
   uint64_t MinAckedLocked() const;

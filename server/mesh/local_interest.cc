@@ -14,7 +14,7 @@ namespace zmesh::server::mesh {
 namespace peer = proto::peer;
 
 LocalInterest::~LocalInterest() {
-  for (PeerLink* l : links_) l->Unref();
+  for (Attached& a : links_) a.link->Unref();
 }
 
 uint64_t LocalInterest::OnLocalSubscribe(const Subscription& sub) { return Change(sub, +1); }
@@ -60,66 +60,93 @@ uint64_t LocalInterest::Change(const Subscription& sub, int delta) {
   barrier_.OnChange(seq_, MonotonicMs());
   std::string frame;
   peer::EncodeInterest({key.first, key.second, now, seq_}, &frame);
-  for (PeerLink* link : links_) SendLocked(link, frame);
+  for (Attached& a : links_) a.link->SendFrame(frame);
   return seq_;
 }
 
-void LocalInterest::SendLocked(PeerLink* link, const std::string& frame) { link->SendFrame(frame); }
+LocalInterest::Attached* LocalInterest::FindLocked(const PeerLink* link) {
+  auto it = std::find_if(links_.begin(), links_.end(), [link](const Attached& a) { return a.link == link; });
+  return it == links_.end() ? nullptr : &*it;
+}
 
-void LocalInterest::SnapshotLocked(PeerLink* link) {
-  std::string frames;
-  peer::EncodeEmpty(peer::FrameType::kSyncBegin, &frames);
-  // Batches keep each append bounded while the whole snapshot stays under the lock.
-  constexpr size_t kBatchBytes = 256 * 1024;
-  for (const auto& [key, count] : counts_) {
+void LocalInterest::BeginSnapshotLocked(Attached& a) {
+  a.streaming = true;
+  a.sent_any = false;
+  a.last = Key();
+  barrier_.SetStreaming(a.link, true, MonotonicMs());
+  std::string frame;
+  peer::EncodeEmpty(peer::FrameType::kSyncBegin, &frame);
+  a.link->SendFrame(frame);
+}
+
+bool LocalInterest::ContinueSnapshot(PeerLink* link, size_t max_bytes) {
+  thread_local std::string frames;
+  frames.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  Attached* a = FindLocked(link);
+  if (a == nullptr || !a->streaming) return true;
+  auto it = a->sent_any ? counts_.upper_bound(a->last) : counts_.begin();
+  for (; it != counts_.end() && frames.size() < max_bytes; ++it) {
+    const auto& [key, count] = *it;
     peer::EncodeInterest({key.first, key.second, AnnouncedCount(!key.second.empty(), count), seq_}, &frames);
-    if (frames.size() >= kBatchBytes) {
-      SendLocked(link, frames);
-      frames.clear();
-    }
+    a->last = key;
+    a->sent_any = true;
   }
-  peer::EncodeDigest(peer::FrameType::kSyncEnd, {digest_.hash, digest_.entries, seq_}, &frames);
-  SendLocked(link, frames);
+  const bool done = it == counts_.end();
+  if (done) {
+    peer::EncodeDigest(peer::FrameType::kSyncEnd, {digest_.hash, digest_.entries, seq_}, &frames);
+    a->streaming = false;
+    a->last = Key();
+    barrier_.SetStreaming(link, false, MonotonicMs());
+  }
+  link->SendFrame(frames);
+  if (frames.capacity() > 4 * max_bytes) std::string().swap(frames);
+  return done;
 }
 
 void LocalInterest::Attach(PeerLink* link, PeerLink* replaced) {
   std::lock_guard<std::mutex> lock(mu_);
   if (replaced != nullptr) {
-    auto it = std::find(links_.begin(), links_.end(), replaced);
+    auto it = std::find_if(links_.begin(), links_.end(), [replaced](const Attached& a) { return a.link == replaced; });
     if (it != links_.end()) {
-      barrier_.RemoveLink(*it);
-      (*it)->Unref();
+      barrier_.RemoveLink(it->link);
+      it->link->Unref();
       links_.erase(it);
     }
   }
-  if (std::find(links_.begin(), links_.end(), link) == links_.end()) {
+  Attached* a = FindLocked(link);
+  if (a == nullptr) {
     link->Ref();
-    links_.push_back(link);
     barrier_.AddLink(link);
+    a = &links_.emplace_back();
+    a->link = link;
   }
-  SnapshotLocked(link);
+  BeginSnapshotLocked(*a);
 }
 
 void LocalInterest::Detach(PeerLink* link) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = std::find(links_.begin(), links_.end(), link);
+  auto it = std::find_if(links_.begin(), links_.end(), [link](const Attached& a) { return a.link == link; });
   if (it == links_.end()) return;
-  barrier_.RemoveLink(*it);
-  (*it)->Unref();
+  barrier_.RemoveLink(it->link);
+  it->link->Unref();
   links_.erase(it);
 }
 
-void LocalInterest::SendSnapshot(PeerLink* link) {
+void LocalInterest::BeginSnapshot(PeerLink* link) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (std::find(links_.begin(), links_.end(), link) != links_.end()) SnapshotLocked(link);
+  if (Attached* a = FindLocked(link)) BeginSnapshotLocked(*a);
 }
 
 void LocalInterest::SendDigest(PeerLink* link) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (std::find(links_.begin(), links_.end(), link) == links_.end()) return;
+  Attached* a = FindLocked(link);
+  // Mid-snapshot the peer holds only part of the set: a digest would look
+  // like divergence. SYNC_END carries one.
+  if (a == nullptr || a->streaming) return;
   std::string frame;
   peer::EncodeDigest(peer::FrameType::kDigest, {digest_.hash, digest_.entries}, &frame);
-  SendLocked(link, frame);
+  link->SendFrame(frame);
 }
 
 InterestDigest LocalInterest::digest() const {

@@ -8,9 +8,18 @@
 // so it is never re-announced.
 //
 // Every attached link receives a full snapshot (SYNC_BEGIN, INTEREST...,
-// SYNC_END with the digest) and, after it, every change, in the order the
-// changes were made: the table, the snapshot and the broadcast share one
-// lock, so a change is either in a link's snapshot or sent after it.
+// SYNC_END with the digest) and every change, in the order the changes were
+// made. A snapshot streams: the link asks for the next batch when its socket
+// has taken the previous one (ContinueSnapshot), so a snapshot of any size
+// never counts against the link's pending limit and messages flow between
+// its batches. Changes are sent on every attached link at once, also during
+// its snapshot. That is safe because INTEREST counts are absolute and the
+// table is ordered: each batch sends the current count of the next keys
+// after the last one sent, under the same lock as the changes. So the last
+// frame a peer gets for a key is always its current count, and every key
+// that exists at SYNC_END was either reached by the snapshot or changed
+// (and sent) after SYNC_BEGIN. The digest in SYNC_END then describes
+// exactly what the peer holds.
 //
 // Each announced change gets the next sequence number; a snapshot carries
 // the latest one. Peers acknowledge what they applied, and the barrier
@@ -19,7 +28,7 @@
 // Threading: all methods are safe from any thread (workers call the observer
 // methods as clients subscribe; the mesh attaches links).
 
-#include <absl/container/flat_hash_map.h>
+#include <absl/container/btree_map.h>
 
 #include <mutex>
 #include <string>
@@ -43,12 +52,17 @@ class LocalInterest : public InterestObserver {
   uint64_t OnLocalUnsubscribe(const Subscription& sub) override;
   bool AwaitPeers(uint64_t seq, std::function<void()> done) override;
 
-  // Sends a full snapshot on `link` and every later change; stops sending
-  // changes to `replaced` (the link it supersedes), if any.
+  // Starts a snapshot on `link` (SYNC_BEGIN) and sends it every later
+  // change; stops sending changes to `replaced` (the link it supersedes), if
+  // any. The link then calls ContinueSnapshot until it returns true.
   void Attach(PeerLink* link, PeerLink* replaced);
   void Detach(PeerLink* link);
-  // A fresh snapshot on an attached link (the peer asked with RESYNC).
-  void SendSnapshot(PeerLink* link);
+  // Starts a fresh snapshot on an attached link (the peer asked with RESYNC),
+  // abandoning one in progress.
+  void BeginSnapshot(PeerLink* link);
+  // Sends about `max_bytes` more of `link`'s snapshot; true once SYNC_END
+  // went out (or there is no snapshot in progress on it).
+  bool ContinueSnapshot(PeerLink* link, size_t max_bytes);
   // The digest of what was announced so far, as a DIGEST frame on `link`.
   void SendDigest(PeerLink* link);
 
@@ -61,14 +75,23 @@ class LocalInterest : public InterestObserver {
  private:
   using Key = std::pair<std::string, std::string>;  // subject, queue
 
+  struct Attached {
+    PeerLink* link = nullptr;  // holds a reference
+    bool streaming = false;  // a snapshot is in progress
+    bool sent_any = false;   // it has sent keys up to `last`
+    Key last;
+  };
+
   uint64_t Change(const Subscription& sub, int delta);
-  void SnapshotLocked(PeerLink* link);
-  void SendLocked(PeerLink* link, const std::string& frame);
+  Attached* FindLocked(const PeerLink* link);
+  void BeginSnapshotLocked(Attached& a);
 
   mutable std::mutex mu_;
-  absl::flat_hash_map<Key, uint32_t> counts_;  // local subscriptions per key
-  InterestDigest digest_;                      // over the counts as announced
-  std::vector<PeerLink*> links_;               // attached; each holds a reference
+  // Ordered, so that a snapshot can resume after the last key it sent
+  // whatever was inserted or erased meanwhile.
+  absl::btree_map<Key, uint32_t> counts_;  // local subscriptions per key
+  InterestDigest digest_;                  // over the counts as announced
+  std::vector<Attached> links_;
   uint64_t seq_ = 0;                           // of the latest change announced
   InterestBarrier barrier_;
 };

@@ -50,6 +50,22 @@ void PeerLink::SendFrame(std::string_view frame) { Enqueue(&frame, 1, 0, false, 
 
 void PeerLink::SendOwn(std::string_view frame) { SendFrame(frame); }
 
+void PeerLink::PumpSnapshot() {
+  // Batches go out while at most half the backpressure threshold waits to
+  // be written: the snapshot moves at the socket's pace, never near
+  // --peer_max_pending_bytes, and forwarded messages interleave with it.
+  constexpr size_t kBatchBytes = 64 * 1024;
+  while (sending_snapshot_ && !closing()) {
+    if (out().pending_bytes() > out().backpressure_threshold() / 2) {
+      NotifyWhenDrained();
+      return;
+    }
+    sending_snapshot_ = !mesh_->interest()->ContinueSnapshot(this, kBatchBytes);
+  }
+}
+
+void PeerLink::OnOutputDrained() { PumpSnapshot(); }
+
 void PeerLink::OnStart() {
   last_ping_ms_ = created_ms();
   const MeshOptions& o = mesh_->options();
@@ -189,8 +205,9 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
     }
     case peer::FrameType::kDigest:
       // Anti-entropy: the digest reflects everything the peer sent before it
-      // on this link, so a mismatch is a real divergence.
-      if (node_->IsActive(this) && !resync_requested_ && !node_->DigestMatches(f.digest)) {
+      // on this link, so a mismatch is a real divergence (a peer does not
+      // send one inside its snapshot; SYNC_END checks that).
+      if (node_->IsActive(this) && !in_snapshot_ && !resync_requested_ && !node_->DigestMatches(f.digest)) {
         LOG(WARNING) << "peer " << peer_node_id_ << ": interest digest differs from what it announced; resyncing";
         std::string resync;
         peer::EncodeEmpty(peer::FrameType::kResync, &resync);
@@ -200,7 +217,9 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       }
       return;
     case peer::FrameType::kResync:
-      mesh_->interest()->SendSnapshot(this);
+      mesh_->interest()->BeginSnapshot(this);
+      sending_snapshot_ = true;
+      PumpSnapshot();
       return;
     case peer::FrameType::kInterestAck:
       mesh_->interest()->barrier().OnAck(this, f.ack_seq);
@@ -291,6 +310,8 @@ void PeerLink::Activate(RefPtr<PeerNode> node) {
   state_ = State::kActive;
   RefPtr<PeerLink> old = node_->SwapLink(this);
   mesh_->interest()->Attach(this, old.get());
+  sending_snapshot_ = true;
+  PumpSnapshot();
   if (old) {
     // Messages the peer sent on the old link before switching must be
     // delivered before anything it sends on this one.
@@ -358,6 +379,7 @@ void PeerLink::Refuse(const std::string& reason) {
 void PeerLink::OnTick(int64_t now) {
   Connection::OnTick(now);
   if (closing()) return;
+  if (sending_snapshot_) PumpSnapshot();  // a missed drain notice costs a tick, not the snapshot
   const MeshOptions& o = mesh_->options();
   if ((state_ == State::kHandshake || state_ == State::kAuthenticated) &&
       now - created_ms() >= o.handshake_timeout_ms) {

@@ -95,6 +95,7 @@ class PeerLink : public Connection {
   void OnInput(std::string_view data) override;
   void OnClose(CloseReason reason) override;
   void OnHandshakeFailed(const Transport& transport) override;
+  void OnOutputDrained() override;
 
  private:
   ~PeerLink() override;
@@ -107,6 +108,9 @@ class PeerLink : public Connection {
   void HandleMsg(const proto::peer::Msg& msg);
   void ProtocolError(const std::string& what);
   void SendOwn(std::string_view frame);  // from the owner thread
+  // Owner thread: sends our interest snapshot batch by batch while the
+  // socket keeps up, then waits for OnOutputDrained.
+  void PumpSnapshot();
 
   // Ordering across a replacement. Any thread: `next` waits for this link's
   // RETIRE from the peer (true), or it already came (false).
@@ -135,6 +139,7 @@ class PeerLink : public Connection {
   bool synced_ = false;
   bool resync_requested_ = false;
   bool in_snapshot_ = false;  // between the peer's SYNC_BEGIN and SYNC_END
+  bool sending_snapshot_ = false;  // ours is still streaming to the peer
   uint64_t applied_seq_ = 0;  // the peer's interest changes applied up to
   bool ack_due_ = false;      // applied_seq_ advanced: acknowledge after this read
   bool peer_retired_ = false;      // the peer sent RETIRE: it uses another link now

@@ -255,6 +255,20 @@ int MeshClient::Sub(const std::string& subject, const std::string& queue) {
   return sid;
 }
 
+int MeshClient::SubMany(const std::vector<std::string>& subjects) {
+  const int first = next_sid_;
+  std::string batch;
+  for (const std::string& subject : subjects) {
+    batch += "SUB " + subject + " " + std::to_string(next_sid_++) + "\r\n";
+    if (batch.size() >= (1u << 20)) {
+      SendAll(batch);
+      batch.clear();
+    }
+  }
+  SendAll(batch);
+  return first;
+}
+
 void MeshClient::Unsub(int sid) { SendAll("UNSUB " + std::to_string(sid) + "\r\n"); }
 
 int MeshClient::SubProbe() {

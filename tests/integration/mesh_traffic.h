@@ -93,6 +93,10 @@ class MeshClient {
   // SUB with the next sid; returns the sid.
   int Sub(const std::string& subject, const std::string& queue = "");
   void Unsub(int sid);
+  // Plain SUBs of `subjects` with consecutive sids, pipelined in large
+  // writes (hundreds of thousands of subscriptions in a second); returns the
+  // first sid. What arrives on them is recorded on first arrival.
+  int SubMany(const std::vector<std::string>& subjects);
   // Subscribes ProbeSubject() — after the data subscriptions, so that a
   // probe getting through proves they arrived too (interest travels in order).
   int SubProbe();
