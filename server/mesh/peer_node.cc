@@ -40,7 +40,7 @@ bool PeerNode::Forward(const Message& msg, const std::string_view* queues, size_
     pieces.push_back(msg.payload);
     begin = end;
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(link_mu_);  // never interest_mu_: see the header
   if (link_ == nullptr) return false;
   size_t pending = 0;
   // One append: the frames of one message stay together and count as one message.
@@ -52,7 +52,8 @@ bool PeerNode::Forward(const Message& msg, const std::string_view* queues, size_
 }
 
 RefPtr<PeerLink> PeerNode::SwapLink(PeerLink* link) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> interest_lock(interest_mu_);
+  std::lock_guard<std::mutex> link_lock(link_mu_);
   PeerLink* old = link_;
   link->Ref();
   link_ = link;
@@ -62,21 +63,24 @@ RefPtr<PeerLink> PeerNode::SwapLink(PeerLink* link) {
 }
 
 bool PeerNode::DropLinkIf(PeerLink* link) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (link_ != link) return false;
-  link_->Unref();
-  link_ = nullptr;
-  ClearInterestLocked();
+  std::lock_guard<std::mutex> interest_lock(interest_mu_);
+  {
+    std::lock_guard<std::mutex> link_lock(link_mu_);
+    if (link_ != link) return false;
+    link_ = nullptr;
+  }
+  link->Unref();  // the caller holds its own reference
+  ClearInterestLocked();  // publishers no longer see the link meanwhile
   return true;
 }
 
 bool PeerNode::IsActive(const PeerLink* link) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(link_mu_);
   return link_ == link;
 }
 
 RefPtr<PeerLink> PeerNode::link() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(link_mu_);
   return RefPtr<PeerLink>(link_);
 }
 
@@ -89,7 +93,7 @@ void PeerNode::RemoveLocked(Entry& e, const Key& key) {
 }
 
 void PeerNode::ApplyInterest(const PeerLink* from, const proto::peer::Interest& in) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(interest_mu_);
   if (from != link_) return;
   Key key(std::string(in.subject), std::string(in.queue));
   auto it = interest_.find(key);
@@ -120,12 +124,12 @@ void PeerNode::ApplyInterest(const PeerLink* from, const proto::peer::Interest& 
 }
 
 void PeerNode::BeginSync(const PeerLink* from) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(interest_mu_);
   if (from == link_) ++epoch_;
 }
 
 bool PeerNode::EndSync(const PeerLink* from, const proto::peer::Digest& announced) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(interest_mu_);
   if (from != link_) return true;
   std::vector<Key> stale;
   for (auto& [key, e] : interest_) {
@@ -140,7 +144,7 @@ bool PeerNode::EndSync(const PeerLink* from, const proto::peer::Digest& announce
 }
 
 bool PeerNode::DigestMatches(const proto::peer::Digest& announced) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(interest_mu_);
   return digest_.hash == announced.digest && digest_.entries == announced.entries;
 }
 
@@ -150,12 +154,12 @@ void PeerNode::ClearInterestLocked() {
 }
 
 size_t PeerNode::interest_count() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(interest_mu_);
   return interest_.size();
 }
 
 InterestDigest PeerNode::digest() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(interest_mu_);
   return digest_;
 }
 

@@ -7,9 +7,22 @@
 // does not make the node deaf; losing the node's only link drops it.
 //
 // Threading: any thread may Forward (publishers); interest changes come from
-// the worker of the node's active link; the mesh (main thread) swaps links.
-// One mutex guards the link and the interest table. Lock order: this mutex,
-// then the subject index's.
+// the worker of the node's active link; links are swapped by the worker of
+// the link that becomes active and dropped by the worker of a closing one.
+//
+// Two locks, so that a burst of interest updates (each edits the subject
+// index) never stalls a publisher forwarding to this node:
+// * link_mu_ guards only the link pointer; Forward takes nothing else.
+// * interest_mu_ guards the interest table, its digest and epoch.
+// The link pointer changes (SwapLink, DropLinkIf) only while both are held,
+// so whoever holds either one reads a stable link_. The interest methods
+// therefore check "from the active link" under interest_mu_ alone, and the
+// link stays the same until they are done: interest is applied only from the
+// active link, and DropLinkIf clears the interest with no frame of the
+// dropped link applied after it.
+// Lock order: interest_mu_, then link_mu_ (then the link's outbound buffer);
+// interest_mu_, then the subject index's. link_mu_ is never held while
+// taking interest_mu_.
 
 #include <absl/container/flat_hash_map.h>
 
@@ -82,11 +95,12 @@ class PeerNode : public SubscriberEndpoint {
   SubjectIndex* const index_;
   const std::string node_id_;
   const uint64_t incarnation_;
-  mutable std::mutex mu_;
-  PeerLink* link_ = nullptr;  // holds a reference
-  absl::flat_hash_map<Key, Entry> interest_;
-  InterestDigest digest_;
-  uint32_t epoch_ = 0;
+  mutable std::mutex interest_mu_;  // first in the lock order
+  mutable std::mutex link_mu_;
+  PeerLink* link_ = nullptr;  // holds a reference; written under both locks
+  absl::flat_hash_map<Key, Entry> interest_;  // interest_mu_
+  InterestDigest digest_;                      // interest_mu_
+  uint32_t epoch_ = 0;                         // interest_mu_
 };
 
 }  // namespace zmesh::server::mesh
