@@ -1,15 +1,9 @@
 #include "server/mesh/mesh.h"
 
-#include <arpa/inet.h>
 #include <glog/logging.h>
-#include <netdb.h>
-#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <random>
 
 #include "proto/peer_protocol.h"
 #include "auth/peer_keys.h"
@@ -20,49 +14,6 @@
 #include "server/server_context.h"
 
 namespace zmesh::server::mesh {
-namespace {
-
-constexpr int64_t kMinBackoffMs = 100;
-constexpr int64_t kMaxBackoffMs = 5000;
-
-bool IsWildcardHost(const std::string& host) { return host.empty() || host == "0.0.0.0" || host == "::"; }
-
-// "host:port" -> a socket address; numeric hosts need no DNS round trip.
-bool Resolve(const std::string& host_port, sockaddr_storage* out, socklen_t* len, std::string* error) {
-  HostPort hp;
-  if (!ParseHostPort(host_port, &hp) || hp.host.empty()) {
-    *error = "bad peer address '" + host_port + "'";
-    return false;
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  if (int rc = getaddrinfo(hp.host.c_str(), std::to_string(hp.port).c_str(), &hints, &res); rc != 0) {
-    *error = "resolve " + host_port + ": " + gai_strerror(rc);
-    return false;
-  }
-  std::memcpy(out, res->ai_addr, res->ai_addrlen);
-  *len = res->ai_addrlen;
-  freeaddrinfo(res);
-  return true;
-}
-
-int64_t Jitter(int64_t ms) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  return ms + static_cast<int64_t>(rng() % static_cast<uint64_t>(ms / 4 + 1));
-}
-
-// A connect() in progress on the main loop.
-struct PendingDial {
-  Mesh* mesh;
-  std::string node_id;
-  int fd;
-  event* ev;
-};
-
-}  // namespace
 
 Mesh::Mesh(ServerContext* ctx, MeshOptions options, EventLoop* main_loop, std::vector<IoWorker*> workers,
            std::unique_ptr<zk::Registry> registry)
@@ -71,9 +22,17 @@ Mesh::Mesh(ServerContext* ctx, MeshOptions options, EventLoop* main_loop, std::v
       main_loop_(main_loop),
       workers_(std::move(workers)),
       registry_(std::move(registry)),
-      listener_(main_loop, [this](int fd, const PeerAddress& from) { Accept(fd, from); }) {}
+      router_sink_(&ctx->router),
+      link_context_{&options_, &interest_, this, &router_sink_},
+      listener_(main_loop, [this](int fd, const PeerAddress& from) { Accept(fd, from); }),
+      connector_(main_loop, options_.peer_listen.host, options_.dial_timeout_ms) {}
 
 Mesh::~Mesh() = default;
+
+void Mesh::RouterSink::OnPeerMessage(IoWorker* worker, const Message& msg, const std::vector<std::string_view>& queues,
+                                     bool to_plain) {
+  router_->PublishFromPeer(worker, msg, queues, to_plain);
+}
 
 bool Mesh::Start(std::function<void()> ready, std::string* error) {
   ready_ = std::move(ready);
@@ -122,8 +81,7 @@ void Mesh::Stop() {
 IoWorker* Mesh::NextWorker() { return workers_[next_worker_++ % workers_.size()]; }
 
 void Mesh::BackOff(Peer& p) {
-  p.backoff_ms = std::clamp<int64_t>(p.backoff_ms * 2, kMinBackoffMs, kMaxBackoffMs);
-  p.next_dial_ms = MonotonicMs() + Jitter(p.backoff_ms);
+  p.next_dial_ms = MonotonicMs() + p.backoff.Failed();
 }
 
 void Mesh::HandleSession(zk::SessionState state) {
@@ -196,70 +154,14 @@ void Mesh::UpdateConnectUrls() {
 
 void Mesh::Dial(const std::string& node_id, Peer& peer, bool again) {
   if (peer.dialing || (peer.active && !again) || peer.info.peer_url.empty()) return;
-  sockaddr_storage addr{};
-  socklen_t len = 0;
   std::string error;
-  if (!Resolve(peer.info.peer_url, &addr, &len, &error)) {
+  if (!connector_.Dial(
+          peer.info.peer_url,
+          [this, node_id](int fd, const std::string& err) { DialFinished(node_id, fd, err); }, &error)) {
     DialFinished(node_id, -1, error);
     return;
   }
-  const int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    DialFinished(node_id, -1, std::string("socket: ") + strerror(errno));
-    return;
-  }
-  // Outgoing links leave from the peer listen address when it is a specific
-  // one (multi-homed hosts, firewall rules, partition tests).
-  if (!IsWildcardHost(options_.peer_listen.host)) {
-    // The port is chosen at connect() time, per destination: a bind() alone
-    // would reserve an ephemeral port for good, and a large mesh on one
-    // address would run out of them.
-    const int one = 1;
-    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-    sockaddr_storage src{};
-    socklen_t src_len = 0;
-    if (Resolve(options_.peer_listen.host + ":0", &src, &src_len, &error) &&
-        bind(fd, reinterpret_cast<sockaddr*>(&src), src_len) != 0) {
-      LOG(WARNING) << "mesh " << options_.node_id << ": cannot bind source address " << options_.peer_listen.host << ": " << strerror(errno);
-    }
-  }
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 && errno != EINPROGRESS) {
-    const std::string why = strerror(errno);
-    ::close(fd);
-    DialFinished(node_id, -1, "connect " + peer.info.peer_url + ": " + why);
-    return;
-  }
   peer.dialing = true;
-  auto* pending = new PendingDial{this, node_id, fd, nullptr};
-  pending->ev = event_new(
-      main_loop_->base(), fd, EV_WRITE,
-      [](evutil_socket_t fd, short what, void* arg) {
-        auto* d = static_cast<PendingDial*>(arg);
-        std::string err;
-        if (what & EV_TIMEOUT) {
-          err = "connect timed out";
-        } else {
-          int so_error = 0;
-          socklen_t l = sizeof so_error;
-          getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &l);
-          if (so_error != 0) err = strerror(so_error);
-        }
-        if (!err.empty()) {
-          ::close(fd);
-          fd = -1;
-        }
-        event_free(d->ev);
-        Mesh* mesh = d->mesh;
-        std::string node_id = std::move(d->node_id);
-        delete d;
-        mesh->DialFinished(node_id, fd, err);
-      },
-      pending);
-  const timeval tv{static_cast<time_t>(options_.dial_timeout_ms / 1000),
-                   static_cast<suseconds_t>((options_.dial_timeout_ms % 1000) * 1000)};
-  event_add(pending->ev, &tv);
 }
 
 void Mesh::DialFinished(const std::string& node_id, int fd, const std::string& error) {
@@ -273,7 +175,7 @@ void Mesh::DialFinished(const std::string& node_id, int fd, const std::string& e
     p.dialing = false;
     BackOff(p);
     LOG_EVERY_N(WARNING, 10) << "mesh " << options_.node_id << ": cannot reach node " << node_id << " at " << p.info.peer_url << ": " << error
-                             << "; retrying in " << p.backoff_ms << " ms";
+                             << "; retrying in " << p.backoff.base_ms() << " ms";
     return;
   }
   // Still dialling until the handshake ends one way or the other; the next
@@ -290,7 +192,7 @@ void Mesh::StartLink(IoWorker* worker, int fd, uint64_t id, std::string remote, 
   if (options_.peer_keys != nullptr) keys = options_.peer_keys->Get();
   worker->loop()->QueueInLoop([this, worker, fd, id, remote = std::move(remote), outbound, node_id = std::move(node_id),
                                incarnation, dial_id, keys = std::move(keys)]() mutable {
-    auto* link = new PeerLink(this, worker, fd, id, remote,
+    auto* link = new PeerLink(link_context_, worker, fd, id, remote,
                               outbound ? PeerLink::Direction::kOutbound : PeerLink::Direction::kInbound, node_id,
                               incarnation, dial_id);
     if (options_.peer_tls != nullptr) {
@@ -390,7 +292,7 @@ void Mesh::HandleAuthenticated(RefPtr<PeerLink> link) {
   }
   p.active = link;
   p.synced = false;
-  p.backoff_ms = 0;
+  p.backoff.Reset();
   if (!p.member && p.unregistered_since_ms == 0) p.unregistered_since_ms = MonotonicMs();
   LOG(INFO) << "mesh " << options_.node_id << ": link " << link->id() << " up with node " << id << " ("
             << (link->direction() == PeerLink::Direction::kOutbound ? "dialled" : "accepted") << ", "

@@ -19,8 +19,13 @@
 // watch plus a periodic check; an authenticated link from a node that is not
 // (yet) registered is a joining node and is kept for join_grace_ms.
 //
+// Seams: links report to the mesh through PeerLinkDelegate and deliver what
+// peers forward to the router through a PeerMessageSink adapter; dialling is
+// a Connector (server/connector.h).
+//
 // Threading: owned by the main loop thread. Links notify it from their
-// workers through On* methods (any thread), which post to the main loop.
+// workers through the PeerLinkDelegate methods (any thread), which post to
+// the main loop.
 
 #include <cstdint>
 #include <functional>
@@ -30,61 +35,25 @@
 #include <string>
 #include <vector>
 
-#include "proto/name_bounds.h"
 #include "server/connection.h"
+#include "server/connector.h"
 #include "server/event_loop.h"
 #include "server/listener.h"
 #include "server/mesh/local_interest.h"
-#include "server/options.h"
+#include "server/mesh/mesh_options.h"
+#include "server/mesh/peer_link.h"
+#include "server/mesh/peer_link_delegate.h"
 #include "zk/registry.h"
 
 namespace zmesh::server {
 struct ServerContext;
 class IoWorker;
+class Router;
 }  // namespace zmesh::server
-
-namespace zmesh::auth {
-class PeerKeys;
-class PeerTlsContexts;
-}  // namespace zmesh::auth
 
 namespace zmesh::server::mesh {
 
-class PeerLink;
 class PeerNode;
-
-struct MeshOptions {
-  std::string node_id;
-  uint64_t incarnation = 0;
-  std::string client_url;  // nats://advertise:port, published in the znode
-  std::string peer_host;   // advertised host of the peer port
-  std::string peer_url;    // peer_host:bound port, set by Start; published in the znode
-  std::string version;
-  HostPort peer_listen;    // also the source address of outgoing links when specific
-  // TLS on every link (owned by the server); null only with --insecure_peers.
-  auth::PeerTlsContexts* peer_tls = nullptr;
-  auth::PeerKeys* peer_keys = nullptr;  // PSK mode: the cluster secret's keys
-  bool certificate_mode = false;        // --peer_tls: certificates must name the node id
-  // Tests only: the node with the smaller id replaces each of its links with
-  // a fresh one this often (0 = never), to exercise link replacement.
-  int64_t testing_relink_ms = 0;
-  int64_t ping_interval_ms = 120000;
-  int max_pings_out = 2;
-  int64_t write_deadline_ms = 10000;
-  int64_t handshake_timeout_ms = 5000;
-  int64_t dial_timeout_ms = 2000;
-  int64_t dial_grace_ms = 1000;
-  int64_t join_timeout_ms = 10000;
-  int64_t join_grace_ms = 15000;
-  int64_t anti_entropy_interval_ms = 30000;
-  // A peer that has not applied an interest change a client's PING waits
-  // for within this long is reset (and re-synced when it reconnects).
-  int64_t interest_barrier_timeout_ms = 5000;
-  size_t peer_max_pending_bytes = 256u << 20;
-  size_t max_frame_bytes = (1u << 20) + (1u << 20);
-  // Names a peer frame may carry (the same bounds as the client port).
-  proto::NameBounds name_bounds;
-};
 
 // What /peerz and /healthz report about one peer (a copy).
 struct PeerStatus {
@@ -106,7 +75,7 @@ struct PeerStatus {
   uint64_t out_msgs = 0;
 };
 
-class Mesh {
+class Mesh final : public PeerLinkDelegate {
  public:
   Mesh(ServerContext* ctx, MeshOptions options, EventLoop* main_loop, std::vector<IoWorker*> workers,
        std::unique_ptr<zk::Registry> registry);
@@ -130,12 +99,12 @@ class Mesh {
   ServerContext* ctx() const { return ctx_; }
   const HostPort& peer_address() const { return listener_.bound(); }
 
-  // Any thread: notifications from links.
-  void OnLinkAuthenticated(PeerLink* link);
-  void OnLinkSynced(PeerLink* link);
-  void OnLinkClosed(PeerLink* link);
-  void OnPeerLeaving(PeerLink* link, uint64_t drain_ms);
-  void CountRepair() { repairs_.fetch_add(1, std::memory_order_relaxed); }
+  // PeerLinkDelegate, any thread: notifications from links.
+  void OnLinkAuthenticated(PeerLink* link) override;
+  void OnLinkSynced(PeerLink* link) override;
+  void OnLinkClosed(PeerLink* link) override;
+  void OnPeerLeaving(PeerLink* link, uint64_t drain_ms) override;
+  void OnInterestRepair(PeerLink*) override { repairs_.fetch_add(1, std::memory_order_relaxed); }
 
   // Any thread: a snapshot for monitoring.
   std::vector<PeerStatus> Status() const;
@@ -145,6 +114,17 @@ class Mesh {
   InterestBarrier::Stats barrier_stats() const { return const_cast<LocalInterest&>(interest_).barrier().stats(); }
 
  private:
+  // What peers forward goes to the router (any worker thread).
+  class RouterSink final : public PeerMessageSink {
+   public:
+    explicit RouterSink(Router* router) : router_(router) {}
+    void OnPeerMessage(IoWorker* worker, const Message& msg, const std::vector<std::string_view>& queues,
+                       bool to_plain) override;
+
+   private:
+    Router* const router_;
+  };
+
   // Per remote node; main thread only.
   struct Peer {
     zk::NodeInfo info;                  // from ZooKeeper (may be empty for a joiner)
@@ -160,7 +140,7 @@ class Mesh {
     bool dialing = false;          // from connect() until that link authenticated or closed
     uint64_t dial_id = 0;          // the dial in progress
     int64_t next_dial_ms = 0;
-    int64_t backoff_ms = 0;
+    DialBackoff backoff;
     bool synced = false;
   };
 
@@ -182,7 +162,7 @@ class Mesh {
   void MaybeFinishJoin(bool timed_out);
   bool Preferred(const PeerLink* candidate, const PeerLink* current) const;
   IoWorker* NextWorker();
-  // The next dial to `p` waits twice as long as the last (bounded, jittered).
+  // The next dial to `p` waits twice as long as the last (DialBackoff).
   void BackOff(Peer& p);
   void UpdateConnectUrls();
   void SnapshotStatus();
@@ -193,7 +173,10 @@ class Mesh {
   const std::vector<IoWorker*> workers_;
   std::unique_ptr<zk::Registry> registry_;
   LocalInterest interest_;
+  RouterSink router_sink_;
+  PeerLink::Context link_context_;  // every link's view of this mesh
   Listener listener_;
+  Connector connector_;
   std::map<std::string, Peer> peers_;
   std::vector<zk::NodeInfo> members_;
   bool have_members_ = false;

@@ -6,9 +6,7 @@
 #include "server/event_loop.h"
 #include "server/io_worker.h"
 #include "server/mesh/local_interest.h"
-#include "server/mesh/mesh.h"
 #include "server/mesh/peer_node.h"
-#include "server/server_context.h"
 
 namespace zmesh::server::mesh {
 
@@ -24,17 +22,20 @@ bool LooksLikeVersion1Hello(std::string_view head) {
 
 }  // namespace
 
-PeerLink::PeerLink(Mesh* mesh, IoWorker* worker, int fd, uint64_t id, std::string remote_address, Direction direction,
-                   std::string expected_node_id, uint64_t expected_incarnation, uint64_t dial_id)
-    : Connection(Kind::kPeerLink, worker, fd, id, std::move(remote_address), mesh->options().peer_max_pending_bytes),
-      mesh_(mesh),
+PeerLink::PeerLink(const Context& context, IoWorker* worker, int fd, uint64_t id, std::string remote_address,
+                   Direction direction, std::string expected_node_id, uint64_t expected_incarnation, uint64_t dial_id)
+    : Connection(Kind::kPeerLink, worker, fd, id, std::move(remote_address), context.options->peer_max_pending_bytes),
+      options_(*context.options),
+      interest_(context.interest),
+      delegate_(context.delegate),
+      sink_(context.sink),
       direction_(direction),
       expected_node_id_(std::move(expected_node_id)),
       expected_incarnation_(expected_incarnation),
       dial_id_(dial_id),
-      reader_(mesh->options().max_frame_bytes) {
-  write_deadline_ms_ = mesh->options().write_deadline_ms;
-  handshake_timeout_ms_ = mesh->options().handshake_timeout_ms;
+      reader_(options_.max_frame_bytes) {
+  write_deadline_ms_ = options_.write_deadline_ms;
+  handshake_timeout_ms_ = options_.handshake_timeout_ms;
 }
 
 PeerLink::~PeerLink() = default;
@@ -60,7 +61,7 @@ void PeerLink::PumpSnapshot() {
       NotifyWhenDrained();
       return;
     }
-    sending_snapshot_ = !mesh_->interest()->ContinueSnapshot(this, kBatchBytes);
+    sending_snapshot_ = !interest_->ContinueSnapshot(this, kBatchBytes);
   }
 }
 
@@ -68,7 +69,7 @@ void PeerLink::OnOutputDrained() { PumpSnapshot(); }
 
 void PeerLink::OnStart() {
   last_ping_ms_ = created_ms();
-  const MeshOptions& o = mesh_->options();
+  const MeshOptions& o = options_;
   peer::Hello hello;
   hello.node_id = o.node_id;
   hello.incarnation = o.incarnation;
@@ -109,7 +110,7 @@ void PeerLink::ProcessFrames(std::string_view in) {
       return;
     }
     std::string why;
-    if (!peer::ValidateFrame(frame, mesh_->options().name_bounds, &why)) {
+    if (!peer::ValidateFrame(frame, options_.name_bounds, &why)) {
       ProtocolError(why);
       return;
     }
@@ -134,10 +135,10 @@ void PeerLink::OnHandshakeFailed(const Transport& transport) {
           " peer, or one started with --insecure_peers)";
   } else {
     why = std::string(transport.last_error()) +
-          (mesh_->options().certificate_mode ? " (a certificate the peer CA did not sign, or none)"
+          (options_.certificate_mode ? " (a certificate the peer CA did not sign, or none)"
                                              : " (a different or missing cluster secret)");
   }
-  LOG(WARNING) << "node " << mesh_->options().node_id << ": peer link " << id() << " " << remote_address()
+  LOG(WARNING) << "node " << options_.node_id << ": peer link " << id() << " " << remote_address()
                << ": TLS handshake failed: " << why;
 }
 
@@ -199,7 +200,7 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       }
       if (!synced_ && node_->IsActive(this)) {
         synced_ = true;
-        mesh_->OnLinkSynced(this);
+        delegate_->OnLinkSynced(this);
       }
       return;
     }
@@ -213,16 +214,16 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
         peer::EncodeEmpty(peer::FrameType::kResync, &resync);
         SendOwn(resync);
         resync_requested_ = true;
-        mesh_->CountRepair();
+        delegate_->OnInterestRepair(this);
       }
       return;
     case peer::FrameType::kResync:
-      mesh_->interest()->BeginSnapshot(this);
+      interest_->BeginSnapshot(this);
       sending_snapshot_ = true;
       PumpSnapshot();
       return;
     case peer::FrameType::kInterestAck:
-      mesh_->interest()->barrier().OnAck(this, f.ack_seq);
+      interest_->barrier().OnAck(this, f.ack_seq);
       return;
     case peer::FrameType::kMsg:
     case peer::FrameType::kMsgQueues:
@@ -237,7 +238,7 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       }
       return;
     case peer::FrameType::kLeaving:
-      mesh_->OnPeerLeaving(this, f.leaving.drain_ms);
+      delegate_->OnPeerLeaving(this, f.leaving.drain_ms);
       return;
     case peer::FrameType::kHello:
     case peer::FrameType::kPing:
@@ -249,7 +250,7 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
 }
 
 void PeerLink::HandleHello(const peer::Hello& hello) {
-  const MeshOptions& o = mesh_->options();
+  const MeshOptions& o = options_;
   if (hello.version != peer::kProtocolVersion) {
     LOG(WARNING) << Describe() << ": the peer speaks zmesh peer protocol version " << hello.version
                  << ", this node speaks version " << peer::kProtocolVersion << "; refused (upgrade the older node)";
@@ -290,7 +291,7 @@ void PeerLink::HandleHello(const peer::Hello& hello) {
   got_hello_ = true;
   state_ = State::kAuthenticated;
   PauseReading(kPauseActivation);
-  mesh_->OnLinkAuthenticated(this);
+  delegate_->OnLinkAuthenticated(this);
 }
 
 void PeerLink::HandleMsg(const peer::Msg& msg) {
@@ -301,7 +302,7 @@ void PeerLink::HandleMsg(const peer::Msg& msg) {
     stats.Add(stats.in_bytes, msg.payload.size());
   }
   Message m{msg.subject, msg.reply, msg.payload, msg.header_size};
-  mesh_->ctx()->router.PublishFromPeer(worker(), m, msg.queues, /*to_plain=*/!msg.queues_only);
+  sink_->OnPeerMessage(worker(), m, msg.queues, /*to_plain=*/!msg.queues_only);
 }
 
 void PeerLink::Activate(RefPtr<PeerNode> node) {
@@ -309,7 +310,7 @@ void PeerLink::Activate(RefPtr<PeerNode> node) {
   node_ = std::move(node);
   state_ = State::kActive;
   RefPtr<PeerLink> old = node_->SwapLink(this);
-  mesh_->interest()->Attach(this, old.get());
+  interest_->Attach(this, old.get());
   sending_snapshot_ = true;
   PumpSnapshot();
   if (old) {
@@ -380,7 +381,7 @@ void PeerLink::OnTick(int64_t now) {
   Connection::OnTick(now);
   if (closing()) return;
   if (sending_snapshot_) PumpSnapshot();  // a missed drain notice costs a tick, not the snapshot
-  const MeshOptions& o = mesh_->options();
+  const MeshOptions& o = options_;
   if ((state_ == State::kHandshake || state_ == State::kAuthenticated) &&
       now - created_ms() >= o.handshake_timeout_ms) {
     LOG(WARNING) << Describe() << ": no complete handshake within " << o.handshake_timeout_ms << " ms";
@@ -418,7 +419,7 @@ std::string PeerLink::Describe() const {
   std::string who = peer_node_id_.empty() ? (expected_node_id_.empty() ? std::string("an unidentified peer")
                                                                         : "node " + expected_node_id_)
                                           : "node " + peer_node_id_;
-  return "node " + mesh_->options().node_id + ": peer link " + std::to_string(id()) +
+  return "node " + options_.node_id + ": peer link " + std::to_string(id()) +
          (direction_ == Direction::kOutbound ? " to " : " from ") + who + " (" + remote_address() + ")";
 }
 
@@ -427,9 +428,9 @@ void PeerLink::OnClose(CloseReason reason) {
   const bool was_active = node_ && node_->DropLinkIf(this);
   LOG(INFO) << Describe() << " down: " << CloseReasonText(reason)
             << (was_active ? "; the node's interest is withdrawn until it reconnects" : "");
-  mesh_->interest()->Detach(this);
+  interest_->Detach(this);
   node_ = RefPtr<PeerNode>();  // breaks the node <-> link reference cycle
-  mesh_->OnLinkClosed(this);
+  delegate_->OnLinkClosed(this);
 }
 
 }  // namespace zmesh::server::mesh

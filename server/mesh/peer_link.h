@@ -16,6 +16,12 @@
 // closed), so one publisher's messages are delivered in order across the
 // switch although the two links are read by different threads.
 //
+// Seams: the link knows nothing of the mesh or the server. It reads its
+// configuration (MeshOptions), sends and streams our interest through
+// LocalInterest, reports its life cycle to a PeerLinkDelegate (the Mesh) and
+// hands forwarded messages to a PeerMessageSink (the router); see
+// PeerLink::Context.
+//
 // Threading: a Connection, owned by its worker thread. The mesh (main
 // thread) reaches it only by posting to that worker (Activate, Retire,
 // Refuse); SendFrame and Enqueue are safe from any thread.
@@ -29,6 +35,8 @@
 
 #include "proto/peer_protocol.h"
 #include "server/connection.h"
+#include "server/mesh/mesh_options.h"
+#include "server/mesh/peer_link_delegate.h"
 
 namespace zmesh::auth {
 class PeerKeyring;
@@ -36,19 +44,29 @@ class PeerKeyring;
 
 namespace zmesh::server::mesh {
 
-class Mesh;
+class LocalInterest;
 class PeerNode;
 
 class PeerLink : public Connection {
  public:
   enum class Direction : uint8_t { kInbound, kOutbound };
   enum class State : uint8_t { kHandshake, kAuthenticated, kActive, kRetiring };
+  using Delegate = PeerLinkDelegate;
+
+  // What a link works with; every pointer outlives the link.
+  struct Context {
+    const MeshOptions* options = nullptr;
+    LocalInterest* interest = nullptr;  // our interest: snapshots, changes, acknowledgements
+    Delegate* delegate = nullptr;       // life-cycle notifications
+    PeerMessageSink* sink = nullptr;    // messages the peer forwards
+  };
 
   // `expected_node_id`, `expected_incarnation`: for a link we dialled, the
   // node (and the process, from its znode; 0 = unknown) we meant to reach.
   // `dial_id`: which dial of the mesh created it (0 for accepted links).
-  PeerLink(Mesh* mesh, IoWorker* worker, int fd, uint64_t id, std::string remote_address, Direction direction,
-           std::string expected_node_id, uint64_t expected_incarnation = 0, uint64_t dial_id = 0);
+  PeerLink(const Context& context, IoWorker* worker, int fd, uint64_t id, std::string remote_address,
+           Direction direction, std::string expected_node_id, uint64_t expected_incarnation = 0,
+           uint64_t dial_id = 0);
 
   // Before Start(): speak TLS from the first byte. In PSK mode `keys` is the
   // keyring this link offers or accepts; the link holds it while it lives.
@@ -121,7 +139,10 @@ class PeerLink : public Connection {
   // Owner thread (posted): the predecessor has drained; start reading.
   void EndHold();
 
-  Mesh* const mesh_;
+  const MeshOptions& options_;
+  LocalInterest* const interest_;
+  Delegate* const delegate_;
+  PeerMessageSink* const sink_;
   const Direction direction_;
   const std::string expected_node_id_;
   const uint64_t expected_incarnation_;
