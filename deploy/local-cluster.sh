@@ -4,9 +4,13 @@
 #   deploy/local-cluster.sh start  [options]   start (or complete) the cluster; prints the client URLs
 #   deploy/local-cluster.sh status [options]   each process alive/dead, each node's /healthz
 #   deploy/local-cluster.sh stop   [options]   SIGTERM the recorded PIDs (nodes, then ZooKeeper)
+#   deploy/local-cluster.sh rolling-restart [--bin DIR]
+#                                              restart the nodes one at a time the way
+#                                              docs/operations.md §9 says (an upgrade with --bin)
 #
-# Options (start records them in the state dir; status and stop use the recorded
-# ones, so they need at most --state-dir):
+# Options (start records them in the state dir; status, stop and rolling-restart
+# use the recorded ones, so they need at most --state-dir; rolling-restart
+# takes --bin to move the nodes to other binaries):
 #   --nodes N          number of nodes (default 3)
 #   --base-port P      node i (1..N) listens for clients on P+i-1, for peers on P+2000+i-1 and
 #                      for monitoring on P+4000+i-1 (default 4222: 4222.., 6222.., 8222..)
@@ -567,6 +571,59 @@ cmd_status() {
   return 1
 }
 
+# One node at a time, the documented way (docs/operations.md §9): SIGTERM
+# (lame duck: its znode goes, clients move to the other nodes), wait for the
+# exit, start it again with the same ports and flags (from --bin when given:
+# an upgrade), wait until it accepts clients, then until every node's
+# /healthz answers 200 (joined, linked and synced with everyone) before the
+# next one.
+cmd_rolling_restart() {
+  local i d end given_bin=$BIN_DIR gave_bin=0 opt
+  for opt in "${GIVEN[@]+"${GIVEN[@]}"}"; do
+    case $opt in
+      --bin) gave_bin=1 ;;
+      --wait|--state-dir) ;;
+      *) die "rolling-restart keeps the cluster's settings; only --bin, --wait and --state-dir apply" ;;
+    esac
+  done
+  load_env || die "no cluster recorded in $STATE_DIR; start one first"
+  [ "$gave_bin" = 1 ] && BIN_DIR=$given_bin
+  [ -x "$BIN_DIR/zmesh-server" ] || die "$BIN_DIR/zmesh-server not found"
+  [ "$HTTP" = 1 ] || die "rolling-restart waits for /healthz; this cluster runs with --no-http"
+  all_alive || die "not every process of the cluster runs (see status); start it first"
+  mesh_wait_healthy $((SECONDS + WAIT_S)) || die "the mesh is not healthy before the restart (see status)"
+  save_env  # the binaries the nodes run from now on
+  for i in $(seq 1 "$NODES"); do
+    d=$(node_dir "$i")
+    log "node$i: SIGTERM (lame duck: clients move to the other nodes)"
+    term_pid "$d/pid"
+    reap_pid "node$i" "$d/pid" $((SECONDS + WAIT_S))
+    node_spawn "$i"
+    end=$((SECONDS + WAIT_S))
+    node_wait_ready "$i" "$end"
+    mesh_wait_healthy "$end" || die "node$i: the mesh did not become healthy within ${WAIT_S}s (see status and $d/node.log)"
+    log "node$i: back (pid $(recorded_pid "$d/pid")); every node's /healthz is 200"
+  done
+  log "rolling restart done"
+}
+
+# Every node's /healthz answers 200, checked until END_SECONDS.
+mesh_wait_healthy() { # END_SECONDS
+  local end=$1 i ok
+  while :; do
+    ok=1
+    for i in $(seq 1 "$NODES"); do
+      case $(http_get "$(http_port "$i")" /healthz || true) in
+        200\ *) ;;
+        *) ok=0; break ;;
+      esac
+    done
+    [ "$ok" = 1 ] && return 0
+    [ "$SECONDS" -lt "$end" ] || return 1
+    sleep 0.2
+  done
+}
+
 main() {
   [ $# -ge 1 ] || usage 2
   local cmd=$1
@@ -576,8 +633,9 @@ main() {
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
+    rolling-restart) cmd_rolling_restart ;;
     -h|--help|help) usage 0 ;;
-    *) die "unknown command '$cmd' (start|stop|status)" ;;
+    *) die "unknown command '$cmd' (start|stop|status|rolling-restart)" ;;
   esac
 }
 

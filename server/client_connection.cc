@@ -26,16 +26,18 @@ constexpr std::string_view kOk = "+OK\r\n";
 
 }  // namespace
 
-ClientConnection::ClientConnection(ServerContext* ctx, IoWorker* worker, int fd, uint64_t id, std::string remote_ip,
-                                   int remote_port)
+ClientConnection::ClientConnection(ServerContext* ctx, InterestObserver* interest, IoWorker* worker, int fd,
+                                   uint64_t id, std::string remote_ip, int remote_port)
     : Connection(Kind::kClient, worker, fd, id, remote_ip + ":" + std::to_string(remote_port),
                  ctx->options.max_pending_bytes),
       ctx_(ctx),
+      interest_(interest),
       remote_ip_(std::move(remote_ip)),
       remote_port_(remote_port),
       parser_(proto::Parser::Role::kServer,
               proto::Parser::Limits{ctx->options.max_control_line, ctx->options.max_payload}),
       auth_required_(ctx->authenticator != nullptr) {
+  BindDelivery(this);
   out().set_budget(&ctx->client_pending);
   write_deadline_ms_ = ctx->options.write_deadline_ms;
   handshake_timeout_ms_ = ctx->options.auth_timeout_ms;
@@ -266,7 +268,8 @@ void ClientConnection::HandlePub(const proto::Op& op) {
   }
   if (verbose_) SendOk();
   Message msg{op.subject, op.reply, op.payload, op.header_size};
-  ctx_->router.PublishFromClient(worker(), this, msg);
+  const bool delivered = ctx_->router.PublishFromClient(worker(), this, echo_, msg);
+  if (!delivered && no_responders_ && !msg.reply.empty()) SendNoResponders(msg.reply);
 }
 
 void ClientConnection::HandleSub(const proto::Op& op) {
@@ -309,7 +312,7 @@ void ClientConnection::HandleSub(const proto::Op& op) {
   }
   ctx_->subscription_count.fetch_add(1, std::memory_order_relaxed);
   subs_.emplace(sub->sid(), sub);
-  if (ctx_->interest != nullptr) interest_seq_ = std::max(interest_seq_, ctx_->interest->OnLocalSubscribe(*sub));
+  if (interest_ != nullptr) interest_seq_ = std::max(interest_seq_, interest_->OnLocalSubscribe(*sub));
   if (verbose_) SendOk();
 }
 
@@ -336,7 +339,7 @@ void ClientConnection::Withdraw(Subscription* sub) {
   ctx_->subscription_count.fetch_sub(1, std::memory_order_relaxed);
   sub->set_closed();  // deliveries already matched skip it
   ctx_->index.Remove(sub);
-  if (ctx_->interest != nullptr) interest_seq_ = std::max(interest_seq_, ctx_->interest->OnLocalUnsubscribe(*sub));
+  if (interest_ != nullptr) interest_seq_ = std::max(interest_seq_, interest_->OnLocalUnsubscribe(*sub));
   sub->Unref();
 }
 
@@ -345,7 +348,7 @@ void ClientConnection::HandlePing() {
   interest_seq_ = 0;
   // Nothing changed since the last PONG and nothing waits: answer at once,
   // so keepalives and publish flushes cost nothing.
-  if (held_pongs_.empty() && (seq == 0 || ctx_->interest == nullptr)) {
+  if (held_pongs_.empty() && (seq == 0 || interest_ == nullptr)) {
     SendControl(kPong);
     return;
   }
@@ -362,10 +365,10 @@ void ClientConnection::HandlePing() {
 void ClientConnection::ReleasePongs() {
   while (!held_pongs_.empty() && !awaiting_peers_ && !closing()) {
     const HeldPongs front = held_pongs_.front();
-    if (front.seq != 0 && ctx_->interest != nullptr) {
+    if (front.seq != 0 && interest_ != nullptr) {
       RefPtr<ClientConnection> self(this);
       awaiting_peers_ = true;
-      const bool done = ctx_->interest->AwaitPeers(front.seq, [self] {
+      const bool done = interest_->AwaitPeers(front.seq, [self] {
         self->loop()->QueueInLoop([self] {
           self->awaiting_peers_ = false;
           if (!self->held_pongs_.empty()) {
@@ -406,28 +409,6 @@ void ClientConnection::OnUsersReloaded(const auth::UsersTable& table) {
   for (Subscription* sub : refused) {
     SendErr(auth::SubscribeViolationText(sub->subject(), sub->queue()));
     RemoveSubscription(sub);
-  }
-}
-
-void ClientConnection::PostAutoUnsubscribe(Subscription* sub) {
-  sub->Ref();
-  RefPtr<ClientConnection> self(this);
-  loop()->QueueInLoop([self, sub] {
-    auto it = self->subs_.find(sub->sid());
-    if (it != self->subs_.end() && it->second == sub) self->RemoveSubscription(sub);
-    sub->Unref();
-  });
-}
-
-void ClientConnection::SendNoResponders(std::string_view reply) {
-  if (!headers_supported()) return;
-  // nats-server answers on the requester's own subscription matching the reply subject.
-  const MatchResult* r = worker()->match_cache().Lookup(reply);
-  for (Subscription* sub : r->plain) {
-    if (sub->owner() != this || sub->closed()) continue;
-    Message status{reply, {}, proto::kNoRespondersHeaders, static_cast<int64_t>(proto::kNoRespondersHeaders.size())};
-    ctx_->router.DeliverToClient(worker(), sub, status);
-    return;
   }
 }
 

@@ -9,8 +9,10 @@
 // between "-ERR then close" and a silent close.
 //
 // Threading: owned by its worker thread (see Connection). Publishers on other
-// workers deliver to it through out() and read only headers_supported() and
-// permissions(), which are fixed before any of its subscriptions exists.
+// workers deliver to it through Deliver() (the router's DeliveryEndpoint, in
+// client_delivery.cc), which reads only headers_supported() and
+// permissions() (fixed before any of its subscriptions exists, or swapped
+// atomically) and appends to out().
 
 #include <absl/container/flat_hash_map.h>
 
@@ -33,26 +35,26 @@ struct AuthResult;
 namespace zmesh::server {
 
 struct ServerContext;
+class InterestObserver;
 class Subscription;
 
-class ClientConnection : public Connection {
+class ClientConnection : public Connection, public DeliveryEndpoint {
  public:
-  ClientConnection(ServerContext* ctx, IoWorker* worker, int fd, uint64_t id, std::string remote_ip, int remote_port);
+  // `interest` (null on a standalone node) learns of our subscriptions and
+  // runs the interest barrier; it outlives every client connection.
+  ClientConnection(ServerContext* ctx, InterestObserver* interest, IoWorker* worker, int fd, uint64_t id,
+                   std::string remote_ip, int remote_port);
 
   // Read by publishers on any thread.
   bool headers_supported() const { return headers_.load(std::memory_order_relaxed); }
   const auth::Permissions* permissions() const { return permissions_view_.load(std::memory_order_acquire); }
 
-  // Any thread: a delivery reached the subscription's auto-unsubscribe limit.
-  void PostAutoUnsubscribe(Subscription* sub);
-
-  // Owner thread (the publisher's own worker): the NATS 503 for a request
-  // that reached nobody, delivered on the client's subscription to `reply`.
-  void SendNoResponders(std::string_view reply);
-
+  // DeliveryEndpoint. Any thread: one message on one of our subscriptions.
+  bool Deliver(IoWorker* worker, Subscription* sub, proto::MsgFrame& frame, const Message& msg,
+               DeliveryEndpoint* source) override;
   // Owner thread, from the router: a delivery of ours left `consumer` behind;
   // this client pauses after its current input (IoWorker::StallProducer).
-  void PushBackOn(Connection* consumer) {
+  void PushBackOn(Connection* consumer) override {
     if (!pushback_) pushback_ = RefPtr<Connection>(consumer);
   }
 
@@ -103,7 +105,13 @@ class ClientConnection : public Connection {
   void HandleConnect(std::string_view json);
   void FinishConnect();
   void OnAuthResult(const auth::AuthResult& result);
+  // Routes the message; a request that reached no one gets no-responders.
   void HandlePub(const proto::Op& op);
+  // Owner thread: the NATS 503 for a request that reached nobody, delivered
+  // on the client's own subscription to `reply`.
+  void SendNoResponders(std::string_view reply);
+  // Any thread: a delivery reached the subscription's auto-unsubscribe limit.
+  void PostAutoUnsubscribe(Subscription* sub);
   void HandleSub(const proto::Op& op);
   void HandleUnsub(const proto::Op& op);
   // The interest barrier (SPEC §2): a PING after a SUB or UNSUB is answered
@@ -123,6 +131,7 @@ class ClientConnection : public Connection {
   bool awaiting_auth() const { return auth_required_ && !connect_received_; }
 
   ServerContext* const ctx_;
+  InterestObserver* const interest_;
   const std::string remote_ip_;
   const int remote_port_;
   proto::Parser parser_;

@@ -253,17 +253,7 @@ void Connection::SendControl(std::string_view bytes) { SendControl({bytes}); }
 
 void Connection::SendControl(std::initializer_list<std::string_view> pieces) {
   if (closing_) return;
-  switch (out_.AppendControl(pieces)) {
-    case OutboundBuffer::AppendResult::kQueuedNeedsFlush:
-      worker_->ScheduleFlush(this);
-      break;
-    case OutboundBuffer::AppendResult::kQueued:
-    case OutboundBuffer::AppendResult::kClosed:
-      break;
-    case OutboundBuffer::AppendResult::kOverLimit:
-      Close(CloseReason::kSlowConsumerPendingBytes, false);
-      break;
-  }
+  Enqueue(pieces.begin(), pieces.size(), 0, /*is_message=*/false, CloseReason::kSlowConsumerPendingBytes);
 }
 
 void Connection::PauseReading(PauseReason reason) {

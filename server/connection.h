@@ -66,8 +66,10 @@ class Connection : public SubscriberEndpoint {
   // Any thread: appends the concatenation of `pieces` and makes sure it gets
   // written (at the end of the current loop iteration on a worker thread, at
   // once elsewhere). When the connection cannot take it (over its pending
-  // limit) it is closed with `on_overflow` and false is returned; false also
-  // when it is closing.
+  // limit) it is closed with `on_overflow` (asked for, so the close happens
+  // after the caller's loop iteration) and false is returned; false also
+  // when it is closing. The one append path: deliveries, peer frames and
+  // SendControl all come through here.
   bool Enqueue(const std::string_view* pieces, size_t count, size_t payload_bytes, bool is_message,
                CloseReason on_overflow, size_t* pending_after = nullptr);
 
@@ -124,8 +126,8 @@ class Connection : public SubscriberEndpoint {
   // TLS handshake). The socket is new, so they fit.
   void WriteClearNow(std::string_view bytes);
 
-  // Owner thread: appends protocol bytes for this connection and schedules
-  // the flush; a connection that cannot take them is closed as a slow consumer.
+  // Owner thread: Enqueue for protocol bytes (not counted as a message); a
+  // connection that cannot take them is closed as a slow consumer.
   void SendControl(std::string_view bytes);
   void SendControl(std::initializer_list<std::string_view> pieces);
 

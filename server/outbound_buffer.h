@@ -22,7 +22,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <initializer_list>
 #include <mutex>
 #include <string_view>
 
@@ -69,10 +68,6 @@ class OutboundBuffer {
   // *pending_after, when given, receives the bytes queued after this append.
   AppendResult Append(const std::string_view* pieces, size_t count, size_t payload_bytes, bool is_message,
                       size_t* pending_after = nullptr);
-  AppendResult AppendControl(std::string_view bytes) { return Append(&bytes, 1, 0, false); }
-  AppendResult AppendControl(std::initializer_list<std::string_view> pieces) {
-    return Append(pieces.begin(), pieces.size(), 0, false);
-  }
 
   // Writes what it can without blocking. Any thread; a no-op returning kDone
   // when another thread is writing or the owner waits for EV_WRITE.

@@ -6,14 +6,12 @@
 #include <random>
 #include <string>
 
-#include "auth/permissions.h"
 #include "proto/msg_framing.h"
 #include "proto/peer_protocol.h"
-#include "server/client_connection.h"
+#include "server/connection.h"
 #include "server/io_worker.h"
-#include "server/mesh/peer_node.h"
-#include "server/server_context.h"
 #include "server/subject_index.h"
+#include "server/subscriber_endpoint.h"
 #include "server/subscription.h"
 
 namespace zmesh::server {
@@ -44,43 +42,11 @@ class FastRandom {
 };
 thread_local FastRandom t_random;
 
-// `source`, when a local client, is told when this delivery should slow it down.
+// One local subscriber: the endpoint applies its own limits and framing.
 bool Deliver(IoWorker* worker, Subscription* sub, proto::MsgFrame& frame, const Message& msg,
-             ClientConnection* source) {
+             DeliveryEndpoint* source) {
   if (sub->closed()) return false;
-  auto* client = static_cast<ClientConnection*>(sub->owner());
-  const uint64_t max = sub->max_msgs();
-  const uint64_t n = sub->CountDelivery();
-  if (max != 0) {
-    if (n > max) return false;
-    if (n == max) client->PostAutoUnsubscribe(sub);
-  }
-  if (const auth::Permissions* perms = client->permissions();
-      perms != nullptr && !perms->unrestricted() && perms->NeedsDeliveryFilter(sub->subject()) &&
-      perms->DeniesDelivery(msg.subject)) {
-    return false;
-  }
-  const bool headers = client->headers_supported();
-  std::string_view pieces[proto::MsgFrame::kMaxPieces];
-  const size_t count = frame.Pieces(headers, sub->sid(), pieces);
-  const size_t payload = frame.payload_size(headers);
-  size_t pending = 0;
-  switch (client->out().Append(pieces, count, payload, true, &pending)) {
-    case OutboundBuffer::AppendResult::kQueuedNeedsFlush:
-      worker->ScheduleFlush(client);
-      [[fallthrough]];
-    case OutboundBuffer::AppendResult::kQueued:
-      worker->stats().Add(worker->stats().out_msgs, 1);
-      worker->stats().Add(worker->stats().out_bytes, payload);
-      if (source != nullptr && source != client && client->WantsBackpressure(pending)) source->PushBackOn(client);
-      return true;
-    case OutboundBuffer::AppendResult::kOverLimit:
-      client->RequestClose(CloseReason::kSlowConsumerPendingBytes);
-      return false;
-    case OutboundBuffer::AppendResult::kClosed:
-      return false;
-  }
-  return false;
+  return sub->owner()->delivery()->Deliver(worker, sub, frame, msg, source);
 }
 
 // The peers one message goes to: each once, with the queue groups it was
@@ -90,7 +56,7 @@ class PeerTargets {
   void AddPlain(Subscription* sub) { Find(sub); }
   void AddQueue(Subscription* sub) { Find(sub)->queues.push_back(sub->queue()); }
 
-  bool Forward(const Message& msg, ClientConnection* source) {
+  bool Forward(const Message& msg, DeliveryEndpoint* source) {
     bool any = false;
     for (Target& t : targets_) {
       RefPtr<Connection> busy_link;
@@ -102,11 +68,11 @@ class PeerTargets {
 
  private:
   struct Target {
-    mesh::PeerNode* node;
+    PeerForwarder* node;
     std::vector<std::string_view> queues;  // allocates only when a group is forwarded
   };
   Target* Find(Subscription* sub) {
-    auto* node = static_cast<mesh::PeerNode*>(sub->owner());
+    PeerForwarder* node = sub->owner()->forwarder();
     for (Target& t : targets_) {
       if (t.node == node) return &t;
     }
@@ -136,10 +102,10 @@ bool PickGroupMember(const MatchResult::Group& group, Eligible eligible, Take ta
   return false;
 }
 
-// May `sub` take a message from `source`?
-bool Eligible(const Subscription* sub, const ClientConnection* source) {
+// May `sub` take a message from `source`? Its own subscriptions only with echo.
+bool Eligible(const Subscription* sub, const DeliveryEndpoint* source, bool echo) {
   if (sub->closed()) return false;
-  return sub->remote() || sub->owner() != source || source->echo();
+  return echo || sub->remote() || sub->owner()->delivery() != source;
 }
 
 // A message a peer chose this node for in `group`: only our own members take
@@ -172,12 +138,7 @@ void DeliverToLocalMember(IoWorker* worker, const MatchResult::Group& group, pro
 
 }  // namespace
 
-bool Router::DeliverToClient(IoWorker* worker, Subscription* sub, const Message& msg) {
-  proto::MsgFrame frame(msg.subject, msg.reply, msg.payload, msg.header_size);
-  return Deliver(worker, sub, frame, msg, nullptr);
-}
-
-bool Router::PublishFromClient(IoWorker* worker, ClientConnection* source, const Message& msg) {
+bool Router::PublishFromClient(IoWorker* worker, DeliveryEndpoint* source, bool echo, const Message& msg) const {
   const MatchResult* result = worker->match_cache().Lookup(msg.subject);
   proto::MsgFrame frame(msg.subject, msg.reply, msg.payload, msg.header_size);
   PeerTargets peers;
@@ -187,7 +148,7 @@ bool Router::PublishFromClient(IoWorker* worker, ClientConnection* source, const
   const bool to_peers = proto::peer::IsForwardable(msg.subject, msg.reply);
 
   for (Subscription* sub : result->plain) {
-    if (!Eligible(sub, source) || (sub->remote() && !to_peers)) continue;
+    if (!Eligible(sub, source, echo) || (sub->remote() && !to_peers)) continue;
     if (sub->remote()) {
       peers.AddPlain(sub);
     } else {
@@ -196,7 +157,10 @@ bool Router::PublishFromClient(IoWorker* worker, ClientConnection* source, const
   }
   for (const MatchResult::Group& group : result->groups) {
     delivered |= PickGroupMember(
-        group, [source, to_peers](Subscription* sub) { return Eligible(sub, source) && (to_peers || !sub->remote()); },
+        group,
+        [source, echo, to_peers](Subscription* sub) {
+          return Eligible(sub, source, echo) && (to_peers || !sub->remote());
+        },
         [&](Subscription* sub) {
           if (!sub->remote()) return Deliver(worker, sub, frame, msg, source);
           peers.AddQueue(sub);
@@ -204,13 +168,11 @@ bool Router::PublishFromClient(IoWorker* worker, ClientConnection* source, const
         });
   }
   delivered |= peers.Forward(msg, source);
-
-  if (!delivered && !msg.reply.empty() && source->no_responders()) source->SendNoResponders(msg.reply);
   return delivered;
 }
 
 void Router::PublishFromPeer(IoWorker* worker, const Message& msg, const std::vector<std::string_view>& queues,
-                             bool to_plain) {
+                             bool to_plain) const {
   const MatchResult* result = worker->match_cache().Lookup(msg.subject);
   proto::MsgFrame frame(msg.subject, msg.reply, msg.payload, msg.header_size);
   for (Subscription* sub : result->plain) {

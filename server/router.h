@@ -1,9 +1,10 @@
 #pragma once
 
 // Fan-out: given a published message, find the matching subscriptions and
-// append the message to each subscriber's outbound buffer (one copy per plain
-// subscription, one member per matching queue group), and hand it to each
-// peer node with matching interest, once.
+// hand the message to each local subscriber's DeliveryEndpoint (one copy per
+// plain subscription, one member per matching queue group), and to each peer
+// node with matching interest, once, through its PeerForwarder (see
+// server/subscriber_endpoint.h). It knows no connection or mesh class.
 //
 // Nothing here blocks or writes to a socket: subscribers that received data
 // are scheduled on the publishing worker and flushed once per loop
@@ -12,6 +13,8 @@
 //
 // Threading: called on the publisher's worker thread; uses that worker's
 // match cache. Stateless otherwise, so every worker uses the same Router.
+// Reaches nothing else of the node: what it delivers to hangs off the
+// subscriptions it matched.
 
 #include <cstdint>
 #include <string_view>
@@ -21,19 +24,16 @@
 
 namespace zmesh::server {
 
-struct ServerContext;
 class IoWorker;
-class ClientConnection;
-class Subscription;
-struct MatchResult;
+class DeliveryEndpoint;
 
 class Router {
  public:
-  explicit Router(ServerContext* ctx) : ctx_(ctx) {}
-
-  // A message from a local client. Returns true if it reached anyone,
-  // locally or on a peer with matching interest.
-  bool PublishFromClient(IoWorker* worker, ClientConnection* source, const Message& msg);
+  // A message from the local client `source`; its own subscriptions take it
+  // only with `echo`. Returns true if it reached anyone, locally or on a peer
+  // with matching interest; the caller answers a request that reached no one
+  // (no-responders).
+  bool PublishFromClient(IoWorker* worker, DeliveryEndpoint* source, bool echo, const Message& msg) const;
 
   // A message a peer forwarded to us: local subscribers only, never another
   // peer (loop freedom); a queue group only when `queues` names it, i.e. the
@@ -41,14 +41,7 @@ class Router {
   // `to_plain` is false for a continuation frame (MSG_QUEUES) of a message
   // whose first frame already reached the plain subscribers.
   void PublishFromPeer(IoWorker* worker, const Message& msg, const std::vector<std::string_view>& queues,
-                       bool to_plain = true);
-
-  // Delivers `msg` to one subscription of a local client (also used for the
-  // no-responders status). Returns true if it was queued.
-  bool DeliverToClient(IoWorker* worker, Subscription* sub, const Message& msg);
-
- private:
-  ServerContext* const ctx_;
+                       bool to_plain = true) const;
 };
 
 }  // namespace zmesh::server

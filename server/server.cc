@@ -104,11 +104,11 @@ bool Server::Start(std::string* error) {
   info.tls_required = !options_.tls_cert.empty();
   info.tls_verify = options_.tls_verify_clients;
   info.max_payload = options_.max_payload;
-  std::string node_id = options_.node_id;
-  if (node_id.empty()) node_id = "node-" + info.server_id.substr(1, 8);
-  if (info.server_name.empty()) info.server_name = node_id;
-  ctx_ = std::make_unique<ServerContext>(options_, std::move(info));
-  ctx_->node_id = node_id;
+  ServerContext::Init init;
+  init.node_id = options_.node_id;
+  if (init.node_id.empty()) init.node_id = "node-" + info.server_id.substr(1, 8);
+  if (info.server_name.empty()) info.server_name = init.node_id;
+  init.info = std::move(info);
 
   if (!options_.tls_cert.empty()) {
     auto tls = auth::TlsContexts::Create({options_.tls_cert, options_.tls_key, options_.tls_ca},
@@ -117,7 +117,7 @@ bool Server::Start(std::string* error) {
       *error = std::string(tls.status().message());
       return false;
     }
-    ctx_->tls = std::move(*tls);
+    init.tls = std::move(*tls);
   }
   if (!options_.users_file.empty()) {
     auth::Authenticator::Options ao;
@@ -128,17 +128,14 @@ bool Server::Start(std::string* error) {
       *error = std::string(authenticator.status().message());
       return false;
     }
-    ctx_->authenticator = std::move(*authenticator);
+    init.authenticator = std::move(*authenticator);
   }
-
-  ctx_->started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
   // Membership changes re-send INFO (connect_urls); in lame duck the one
   // INFO with ldm is enough, clients would otherwise report lame duck twice.
-  ctx_->broadcast_info = [this] {
+  init.broadcast_info = [this] {
     if (!lame_duck_) BroadcastInfo();
   };
+  ctx_ = std::make_unique<ServerContext>(options_, std::move(init));
 
   // Bound now (its port goes into the znode), accepting only once ready.
   client_listener_ = std::make_unique<Listener>(&main_loop_, [this](int fd, const PeerAddress& peer) { OnAccept(fd, peer); });
@@ -234,7 +231,6 @@ bool Server::StartMesh(std::string* error) {
   std::vector<IoWorker*> workers;
   for (auto& w : workers_) workers.push_back(w.get());
   mesh_ = std::make_unique<mesh::Mesh>(ctx_.get(), mo, &main_loop_, std::move(workers), std::move(registry));
-  ctx_->interest = mesh_->interest();
   return mesh_->Start([this] { BecomeReady(); }, error);
 }
 
@@ -307,8 +303,10 @@ void Server::OnAccept(int fd, const PeerAddress& peer) {
   const bool over_limit = ctx_->client_count.fetch_add(1, std::memory_order_relaxed) >= options_.max_connections;
   ctx_->total_connections.fetch_add(1, std::memory_order_relaxed);
   ServerContext* ctx = ctx_.get();
-  worker->loop()->QueueInLoop([ctx, worker, fd, cid, peer, over_limit] {
-    auto* conn = new ClientConnection(ctx, worker, fd, cid, peer.ip, peer.port);
+  // Standalone, or the mesh (which the client port waits for, so it is set by now).
+  InterestObserver* interest = mesh_ ? mesh_->interest() : nullptr;
+  worker->loop()->QueueInLoop([ctx, interest, worker, fd, cid, peer, over_limit] {
+    auto* conn = new ClientConnection(ctx, interest, worker, fd, cid, peer.ip, peer.port);
     conn->Start();
     if (over_limit) {
       LOG(WARNING) << "cid=" << cid << " " << peer.ip << ":" << peer.port << " refused: maximum connections ("

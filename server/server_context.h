@@ -4,15 +4,18 @@
 // router, authentication and the INFO line. Owned by Server; outlives every
 // connection.
 //
-// Threading: the members are either immutable after start-up or thread safe
-// themselves (see each type); any thread may use them.
+// Threading: immutable after start-up: Server::Start builds it whole (Init)
+// before any worker runs, and no field is assigned afterwards. The members
+// that change are thread safe themselves (the index, the INFO builder, the
+// pending budget, the closed-connections ring, the counters; see each type);
+// any thread may use them.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "auth/authenticator.h"
 #include "auth/tls_context.h"
@@ -25,28 +28,42 @@
 
 namespace zmesh::server {
 
-class IoWorker;
-class InterestObserver;
-
 struct ServerContext {
-  explicit ServerContext(const Options& opts, InfoStatic info)
-      : options(opts), client_pending(opts.max_pending_bytes_total), info(std::move(info)), router(this) {}
+  // What Server::Start decides before the context exists.
+  struct Init {
+    std::string node_id;
+    InfoStatic info;
+    std::unique_ptr<auth::Authenticator> authenticator;  // null: no users file
+    std::unique_ptr<auth::TlsContexts> tls;               // null: no --tls_cert
+    // Re-sends INFO to every connected client (connect_urls or lame duck
+    // changed). Any thread.
+    std::function<void()> broadcast_info;
+  };
+
+  ServerContext(const Options& opts, Init init)
+      : options(opts),
+        node_id(std::move(init.node_id)),
+        started_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count()),
+        authenticator(std::move(init.authenticator)),
+        tls(std::move(init.tls)),
+        broadcast_info(std::move(init.broadcast_info)),
+        router(),
+        client_pending(opts.max_pending_bytes_total),
+        info(std::move(init.info)) {}
 
   const Options options;
+  const std::string node_id;
+  const int64_t started_unix_ms;  // when the context was built
+  const std::unique_ptr<auth::Authenticator> authenticator;  // null: no users file
+  const std::unique_ptr<auth::TlsContexts> tls;               // null: no --tls_cert
+  const std::function<void()> broadcast_info;                 // see Init
+  const Router router;
+
   PendingBudget client_pending;  // bytes queued to all clients (--max_pending_bytes_total)
-  std::string node_id;
   SubjectIndex index;
   InfoBuilder info;
-  Router router;
-  std::unique_ptr<auth::Authenticator> authenticator;  // null: no users file
-  std::unique_ptr<auth::TlsContexts> tls;               // null: no --tls_cert
-  InterestObserver* interest = nullptr;                // null: standalone node
-
-  int64_t started_unix_ms = 0;
-  // Re-sends INFO to every connected client (connect_urls or lame duck
-  // changed). Set by the server; any thread.
-  std::function<void()> broadcast_info;
-
   ClosedConnections closed;  // recently closed clients, for monitoring
 
   std::atomic<int> client_count{0};

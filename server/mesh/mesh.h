@@ -117,12 +117,12 @@ class Mesh final : public PeerLinkDelegate {
   // What peers forward goes to the router (any worker thread).
   class RouterSink final : public PeerMessageSink {
    public:
-    explicit RouterSink(Router* router) : router_(router) {}
+    explicit RouterSink(const Router* router) : router_(router) {}
     void OnPeerMessage(IoWorker* worker, const Message& msg, const std::vector<std::string_view>& queues,
                        bool to_plain) override;
 
    private:
-    Router* const router_;
+    const Router* const router_;
   };
 
   // Per remote node; main thread only.

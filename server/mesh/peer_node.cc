@@ -12,7 +12,9 @@
 namespace zmesh::server::mesh {
 
 PeerNode::PeerNode(SubjectIndex* index, std::string node_id, uint64_t incarnation)
-    : SubscriberEndpoint(Kind::kPeer), index_(index), node_id_(std::move(node_id)), incarnation_(incarnation) {}
+    : SubscriberEndpoint(Kind::kPeer), index_(index), node_id_(std::move(node_id)), incarnation_(incarnation) {
+  BindForwarder(this);
+}
 
 PeerNode::~PeerNode() {
   // Remote subscriptions hold references on this node, so by now none is

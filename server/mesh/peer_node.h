@@ -46,7 +46,7 @@ namespace zmesh::server::mesh {
 
 class PeerLink;
 
-class PeerNode : public SubscriberEndpoint {
+class PeerNode : public SubscriberEndpoint, public PeerForwarder {
  public:
   PeerNode(SubjectIndex* index, std::string node_id, uint64_t incarnation);
 
@@ -57,7 +57,9 @@ class PeerNode : public SubscriberEndpoint {
   // Any thread. False when there is no link or the link cannot take it (the
   // link is then reset). *busy_link is set when the link is behind and the
   // publishing client should pause (see IoWorker::StallProducer).
-  bool Forward(const Message& msg, const std::string_view* queues, size_t queue_count, RefPtr<Connection>* busy_link);
+  // The router's PeerForwarder.
+  bool Forward(const Message& msg, const std::string_view* queues, size_t queue_count,
+               RefPtr<Connection>* busy_link) override;
 
   // Makes `link` the active link; returns the one it replaces. Any thread.
   RefPtr<PeerLink> SwapLink(PeerLink* link);

@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/http_get.h"
 #include "tests/support/raw_client.h"
 #include "tests/support/server_under_test.h"
 #include "tests/support/wait_for.h"
@@ -68,38 +69,15 @@ struct HttpAnswer {
   int64_t ms = 0;
 };
 
-// A blocking HTTP/1.0 GET: the response is everything until EOF.
-HttpAnswer HttpGet(uint16_t port, const std::string& target) {
-  HttpAnswer a;
+// A GET of the whole response (bounded by a minute), timed.
+HttpAnswer TimedGet(uint16_t port, const std::string& target) {
   const auto start = Clock::now();
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    if (fd >= 0) ::close(fd);
-    return a;
+  HttpAnswer a;
+  if (auto reply = HttpGet("127.0.0.1", port, target, seconds(60))) {
+    a.status = reply->status;
+    a.body = std::move(reply->body);
   }
-  const std::string request = "GET " + target + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  std::string raw;
-  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
-    const auto deadline = Clock::now() + seconds(60);
-    while (Clock::now() < deadline) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      char buf[65536];
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      raw.append(buf, static_cast<size_t>(n));
-    }
-  }
-  ::close(fd);
   a.ms = std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
-  const size_t split = raw.find("\r\n\r\n");
-  if (split == std::string::npos || raw.compare(0, 5, "HTTP/") != 0) return a;
-  a.status = std::atoi(raw.c_str() + raw.find(' ') + 1);
-  a.body = raw.substr(split + 4);
   return a;
 }
 
@@ -151,7 +129,7 @@ TEST(MonitorLoadTest, ScrapingEveryEndpointStallsNothing) {
   Subscribe(loader_a, 0, kSubs / 2);
   load_b.join();
   const int64_t load_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - load_start).count();
-  ASSERT_GE(Parse(HttpGet(http, "/varz"), "/varz")["subscriptions"].get<int64_t>(), kSubs);
+  ASSERT_GE(Parse(TimedGet(http, "/varz"), "/varz")["subscriptions"].get<int64_t>(), kSubs);
   std::printf("[ load     ] %d subscriptions in %lld ms\n", kSubs, static_cast<long long>(load_ms));
 
   // --- Traffic: one timestamped message every kPublishEveryMs.
@@ -213,7 +191,7 @@ TEST(MonitorLoadTest, ScrapingEveryEndpointStallsNothing) {
   std::map<std::string, int64_t> slowest_ms;
   for (int round = 0; round < kScrapeRounds; ++round) {
     auto get = [&](const std::string& target) {
-      const HttpAnswer a = HttpGet(http, target);
+      const HttpAnswer a = TimedGet(http, target);
       slowest_ms[target] = std::max(slowest_ms[target], a.ms);
       return a;
     };

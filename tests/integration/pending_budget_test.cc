@@ -53,13 +53,7 @@ TEST(PendingBudgetTest, StuckSubscribersAreCutAndTheNodeStaysWithinItsBudget) {
   const uint16_t http_port = PickFreePort();
   options.extra_args = {"--max_pending_bytes_total=" + std::to_string(kBudgetMiB << 20),
                         "--http_listen=127.0.0.1:" + std::to_string(http_port)};
-  auto fetch_varz = [&]() -> std::optional<nlohmann::json> {
-    auto reply = HttpGet("127.0.0.1", http_port, "/varz");
-    if (!reply || reply->status != 200) return std::nullopt;
-    auto j = nlohmann::json::parse(reply->body, nullptr, false);
-    if (j.is_discarded()) return std::nullopt;
-    return j;
-  };
+  auto fetch_varz = [&] { return GetJson("127.0.0.1", http_port, "/varz"); };
   ASSERT_TRUE(server.Start(options));
 
   std::vector<std::unique_ptr<RawClient>> stuck;

@@ -29,6 +29,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/http_get.h"
 #include "tests/support/process.h"
 
 typedef struct _zhandle zhandle_t;
@@ -38,15 +39,6 @@ namespace zmesh::testing {
 using std::chrono::milliseconds;
 
 // --- Plain observation helpers ------------------------------------------------
-
-// One HTTP/1.1 GET to host:port (Connection: close); nullopt when nothing
-// complete came back within `timeout`.
-struct HttpReply {
-  int status = 0;
-  std::string body;
-};
-std::optional<HttpReply> HttpGet(const std::string& host, uint16_t port, const std::string& path,
-                                 milliseconds timeout = milliseconds(2000));
 
 // ESTABLISHED IPv4 TCP sockets whose local port is `local_port`, on any
 // address (from /proc/net/tcp of this network namespace). Counting them on a
