@@ -46,6 +46,7 @@ ClientConnection::ClientConnection(ServerContext* ctx, IoWorker* worker, int fd,
 ClientConnection::~ClientConnection() = default;
 
 void ClientConnection::OnStart() {
+  loop()->AssertInLoopThread();
   last_ping_ms_ = created_ms();
   if (tls()) {
     WriteClearNow(ctx_->info.ForClient(id(), remote_ip_));  // then the client starts TLS
@@ -55,6 +56,7 @@ void ClientConnection::OnStart() {
 }
 
 void ClientConnection::SendInfo(std::string_view info_line) {
+  loop()->AssertInLoopThread();
   // nats-server sends INFO updates only to clients that said they take them.
   if (connect_received_ && protocol_ >= 1 && !auth_pending_) SendControl(info_line);
 }
@@ -69,6 +71,7 @@ void ClientConnection::ErrAndClose(std::string_view text, CloseReason reason) {
 }
 
 void ClientConnection::OnInput(std::string_view data) {
+  loop()->AssertInLoopThread();
   if (auth_pending_) {  // reading is paused; keep whatever was already read
     paused_input_.append(data);
     return;
@@ -360,6 +363,7 @@ void ClientConnection::HandlePing() {
 }
 
 void ClientConnection::ReleasePongs() {
+  loop()->AssertInLoopThread();
   while (!held_pongs_.empty() && !awaiting_peers_ && !closing()) {
     const HeldPongs front = held_pongs_.front();
     if (front.seq != 0 && ctx_->interest != nullptr) {
@@ -390,6 +394,7 @@ void ClientConnection::SetPermissions(std::shared_ptr<const auth::Permissions> p
 }
 
 void ClientConnection::OnUsersReloaded(const auth::UsersTable& table) {
+  loop()->AssertInLoopThread();
   if (!auth_required_ || !connect_received_ || auth_pending_ || closing()) return;
   const auth::UserEntry* entry = table.Find(user_);
   if (entry == nullptr) {
@@ -420,6 +425,7 @@ void ClientConnection::PostAutoUnsubscribe(Subscription* sub) {
 }
 
 void ClientConnection::SendNoResponders(std::string_view reply) {
+  loop()->AssertInLoopThread();
   if (!headers_supported()) return;
   // nats-server answers on the requester's own subscription matching the reply subject.
   const MatchResult* r = worker()->match_cache().Lookup(reply);
@@ -432,6 +438,7 @@ void ClientConnection::SendNoResponders(std::string_view reply) {
 }
 
 void ClientConnection::OnTick(int64_t now) {
+  loop()->AssertInLoopThread();
   Connection::OnTick(now);
   if (closing()) return;
   if (awaiting_auth() && now - created_ms() >= ctx_->options.auth_timeout_ms) {
@@ -456,6 +463,7 @@ void ClientConnection::OnTick(int64_t now) {
 }
 
 void ClientConnection::OnClose(CloseReason reason) {
+  loop()->AssertInLoopThread();
   for (auto& [sid, sub] : subs_) Withdraw(sub);
   const size_t subs = subs_.size();
   subs_.clear();
