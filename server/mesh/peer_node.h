@@ -8,8 +8,8 @@
 //
 // Threading: any thread may Forward (publishers); interest changes come from
 // the worker of the node's active link; the mesh (main thread) swaps links.
-// One mutex guards the link and the interest table. Lock order: this mutex,
-// then the subject index's.
+// One mutex guards the link and the interest table; where it sits in the
+// lock order: server/lock_order.h.
 
 #include <absl/container/flat_hash_map.h>
 
