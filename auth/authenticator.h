@@ -180,7 +180,7 @@ class Authenticator {
   const Options options_;
   CredentialCache cache_;
 
-  mutable std::mutex mu_;  // guards the fields below; taken before cache_'s own lock
+  mutable std::mutex mu_;  // guards the fields below; lock order: server/lock_order.h
   std::condition_variable cv_;
   std::shared_ptr<const UsersTable> table_;
   std::deque<Job> hits_;  // cache hits, delivered first: they cost nothing

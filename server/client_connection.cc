@@ -48,6 +48,7 @@ ClientConnection::ClientConnection(ServerContext* ctx, InterestObserver* interes
 ClientConnection::~ClientConnection() = default;
 
 void ClientConnection::OnStart() {
+  loop()->AssertInLoopThread();
   last_ping_ms_ = created_ms();
   if (tls()) {
     WriteClearNow(ctx_->info.ForClient(id(), remote_ip_));  // then the client starts TLS
@@ -57,6 +58,7 @@ void ClientConnection::OnStart() {
 }
 
 void ClientConnection::SendInfo(std::string_view info_line) {
+  loop()->AssertInLoopThread();
   // nats-server sends INFO updates only to clients that said they take them.
   if (connect_received_ && protocol_ >= 1 && !auth_pending_) SendControl(info_line);
 }
@@ -71,6 +73,7 @@ void ClientConnection::ErrAndClose(std::string_view text, CloseReason reason) {
 }
 
 void ClientConnection::OnInput(std::string_view data) {
+  loop()->AssertInLoopThread();
   if (auth_pending_) {  // reading is paused; keep whatever was already read
     paused_input_.append(data);
     return;
@@ -363,6 +366,7 @@ void ClientConnection::HandlePing() {
 }
 
 void ClientConnection::ReleasePongs() {
+  loop()->AssertInLoopThread();
   while (!held_pongs_.empty() && !awaiting_peers_ && !closing()) {
     const HeldPongs front = held_pongs_.front();
     if (front.seq != 0 && interest_ != nullptr) {
@@ -393,6 +397,7 @@ void ClientConnection::SetPermissions(std::shared_ptr<const auth::Permissions> p
 }
 
 void ClientConnection::OnUsersReloaded(const auth::UsersTable& table) {
+  loop()->AssertInLoopThread();
   if (!auth_required_ || !connect_received_ || auth_pending_ || closing()) return;
   const auth::UserEntry* entry = table.Find(user_);
   if (entry == nullptr) {
@@ -413,6 +418,7 @@ void ClientConnection::OnUsersReloaded(const auth::UsersTable& table) {
 }
 
 void ClientConnection::OnTick(int64_t now) {
+  loop()->AssertInLoopThread();
   Connection::OnTick(now);
   if (closing()) return;
   if (awaiting_auth() && now - created_ms() >= ctx_->options.auth_timeout_ms) {
@@ -437,6 +443,7 @@ void ClientConnection::OnTick(int64_t now) {
 }
 
 void ClientConnection::OnClose(CloseReason reason) {
+  loop()->AssertInLoopThread();
   for (auto& [sid, sub] : subs_) Withdraw(sub);
   const size_t subs = subs_.size();
   subs_.clear();

@@ -50,6 +50,7 @@ void Connection::EnableTls(SSL_CTX* ctx, bool server_side, const std::string& ex
 }
 
 void Connection::Start() {
+  loop()->AssertInLoopThread();
   read_event_ = event_new(worker_->loop()->base(), fd_, EV_READ | EV_PERSIST, &Connection::OnReadable, this);
   event_add(read_event_, nullptr);
   worker_->AddConnection(this);
@@ -58,6 +59,7 @@ void Connection::Start() {
 }
 
 void Connection::WriteClearNow(std::string_view bytes) {
+  loop()->AssertInLoopThread();
   while (!bytes.empty()) {
     const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
     if (n <= 0 && errno != EINTR) return;  // the read side will see what is wrong
@@ -85,6 +87,7 @@ bool Connection::ContinueHandshake() {
 }
 
 void Connection::OnHandshakeFailed(const Transport& transport) {
+  loop()->AssertInLoopThread();
   LOG(INFO) << "conn " << id_ << " " << remote_address_ << ": TLS handshake failed: " << transport.last_error();
 }
 
@@ -160,6 +163,7 @@ void Connection::AddDrainWaiter(Connection* producer) {
 }
 
 void Connection::NotifyWhenDrained() {
+  loop()->AssertInLoopThread();
   drain_notice_wanted_.store(true, std::memory_order_release);
   NoticeDrainedIfWanted();  // it may have drained already
 }
@@ -252,17 +256,20 @@ bool Connection::Enqueue(const std::string_view* pieces, size_t count, size_t pa
 void Connection::SendControl(std::string_view bytes) { SendControl({bytes}); }
 
 void Connection::SendControl(std::initializer_list<std::string_view> pieces) {
+  loop()->AssertInLoopThread();
   if (closing_) return;
   Enqueue(pieces.begin(), pieces.size(), 0, /*is_message=*/false, CloseReason::kSlowConsumerPendingBytes);
 }
 
 void Connection::PauseReading(PauseReason reason) {
+  loop()->AssertInLoopThread();
   if (closing_ || read_event_ == nullptr) return;
   if (pause_reasons_ == 0) event_del(read_event_);
   pause_reasons_ |= reason;
 }
 
 void Connection::ResumeReading(PauseReason reason) {
+  loop()->AssertInLoopThread();
   if (closing_ || (pause_reasons_ & reason) == 0) return;
   pause_reasons_ &= static_cast<uint8_t>(~reason);
   if (pause_reasons_ == 0) {
@@ -302,6 +309,7 @@ void Connection::DrainInput() {
 }
 
 void Connection::Close(CloseReason reason, bool flush) {
+  loop()->AssertInLoopThread();
   if (closing_) return;
   closing_ = true;
   close_requested_.store(true, std::memory_order_release);
@@ -326,6 +334,7 @@ void Connection::Close(CloseReason reason, bool flush) {
 }
 
 void Connection::OnTick(int64_t now_ms) {
+  loop()->AssertInLoopThread();
   if (!transport_->handshake_done() && now_ms - created_ms_ >= handshake_timeout_ms_) {
     LOG(INFO) << "conn " << id_ << " " << remote_address_ << ": no TLS handshake within " << handshake_timeout_ms_
               << " ms";

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <ctime>
 
 namespace zmesh::server {
@@ -54,8 +55,9 @@ void EventLoop::Quit() {
   QueueInLoop([this] { event_base_loopbreak(base_); });
 }
 
-void EventLoop::AssertInLoopThread() const {
-  CHECK(IsInLoopThread()) << "EventLoop " << index_ << " used from a foreign thread";
+void EventLoop::DieNotInLoopThread() const {
+  LOG(FATAL) << "EventLoop " << index_ << " used from a foreign thread";
+  std::abort();  // LOG(FATAL) does not return; this tells the compiler so
 }
 
 void EventLoop::RefreshNow() { now_ms_ = MonotonicMs(); }

@@ -42,7 +42,24 @@ class EventLoop {
   void QueueInLoop(Task task);
 
   bool IsInLoopThread() const { return std::this_thread::get_id() == thread_id_.load(std::memory_order_relaxed); }
-  void AssertInLoopThread() const;
+  // The first line of every method documented "owner thread", "loop thread",
+  // "worker thread" or "main thread": aborts (with the loop's index) when
+  // called from another thread once Run() has bound the loop; before Run() the
+  // object may still be set up from any thread, so it passes. Compiled in only
+  // where kChecksThreads holds (debug and sanitizer builds); in a Release
+  // build it is an empty inline function and costs nothing.
+  void AssertInLoopThread() const {
+    if constexpr (kChecksThreads) {
+      if (!IsInLoopThread() && thread_id_.load(std::memory_order_relaxed) != std::thread::id()) {
+        DieNotInLoopThread();
+      }
+    }
+  }
+#if !defined(NDEBUG) || defined(ZMESH_CHECK_THREADS)
+  static constexpr bool kChecksThreads = true;
+#else
+  static constexpr bool kChecksThreads = false;
+#endif
 
   // The loop's event_base, for registering events. Loop thread only (or
   // before Run()).
@@ -64,6 +81,7 @@ class EventLoop {
 
  private:
   static void OnWakeup(evutil_socket_t fd, short what, void* arg);
+  [[noreturn]] void DieNotInLoopThread() const;
   void RunQueuedTasks();
 
   const int index_;

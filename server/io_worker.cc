@@ -59,6 +59,7 @@ void IoWorker::CloseAll() {
 Connection* IoWorker::NextOf(Connection* c) { return c->next_; }
 
 void IoWorker::AddConnection(Connection* conn) {
+  loop_.AssertInLoopThread();
   conn->Ref();
   conn->prev_ = nullptr;
   conn->next_ = head_;
@@ -68,6 +69,7 @@ void IoWorker::AddConnection(Connection* conn) {
 }
 
 void IoWorker::RemoveConnection(Connection* conn) {
+  loop_.AssertInLoopThread();
   if (conn->prev_ != nullptr) {
     conn->prev_->next_ = conn->next_;
   } else {
@@ -80,6 +82,7 @@ void IoWorker::RemoveConnection(Connection* conn) {
 }
 
 void IoWorker::ScheduleFlush(Connection* conn) {
+  loop_.AssertInLoopThread();
   conn->Ref();
   pending_flush_.push_back(conn);
   if (!flush_event_active_) {
@@ -91,6 +94,7 @@ void IoWorker::ScheduleFlush(Connection* conn) {
 void IoWorker::OnFlushEvent(evutil_socket_t, short, void* arg) { static_cast<IoWorker*>(arg)->FlushPending(); }
 
 void IoWorker::FlushPending() {
+  loop_.AssertInLoopThread();
   flush_event_active_ = false;
   // Flushing may schedule more (e.g. a close that writes a last line); take
   // the list as it is now and let the next event handle anything new.
@@ -121,6 +125,7 @@ void IoWorker::Sweep() {
 namespace zmesh::server {
 
 void IoWorker::StallProducer(Connection* producer, Connection* consumer) {
+  loop_.AssertInLoopThread();
   if (producer->closing()) return;
   for (const Stall& st : stalls_) {
     if (st.producer == producer) return;  // already waiting
@@ -143,6 +148,7 @@ void IoWorker::EndStall(const Stall& st) {
 }
 
 void IoWorker::ReleaseStall(Connection* producer) {
+  loop_.AssertInLoopThread();
   for (size_t i = 0; i < stalls_.size(); ++i) {
     if (stalls_[i].producer != producer) continue;
     Stall st = stalls_[i];

@@ -36,6 +36,7 @@ Listener::Listener(EventLoop* loop, AcceptCallback on_accept) : loop_(loop), on_
 Listener::~Listener() { Close(); }
 
 bool Listener::Listen(const HostPort& address, std::string* error, bool accept_now) {
+  loop_->AssertInLoopThread();
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -71,6 +72,7 @@ bool Listener::Listen(const HostPort& address, std::string* error, bool accept_n
 }
 
 bool Listener::StartAccepting(std::string* error) {
+  loop_->AssertInLoopThread();
   if (listener_ != nullptr) return true;
   if (fd_ < 0 || listen(fd_, kBacklog) != 0) {
     *error = "listen on " + bound_.ToString() + ": " + strerror(errno);
@@ -87,6 +89,7 @@ bool Listener::StartAccepting(std::string* error) {
 }
 
 void Listener::Close() {
+  loop_->AssertInLoopThread();
   if (listener_ != nullptr) {
     evconnlistener_free(listener_);
     listener_ = nullptr;

@@ -251,6 +251,7 @@ bool Server::StartMonitor(std::string* error) {
 }
 
 void Server::BecomeReady() {
+  main_loop_.AssertInLoopThread();
   std::string error;
   if (!client_listener_->StartAccepting(&error)) {
     LOG(ERROR) << "cannot open the client port: " << error;
@@ -265,6 +266,7 @@ void Server::BecomeReady() {
 }
 
 void Server::BroadcastInfo() {
+  main_loop_.AssertInLoopThread();
   const std::string line = ctx_->info.Broadcast();
   for (auto& w : workers_) {
     IoWorker* worker = w.get();
@@ -298,6 +300,7 @@ bool Server::WritePortsFile(std::string* error) const {
 }
 
 void Server::OnAccept(int fd, const PeerAddress& peer) {
+  main_loop_.AssertInLoopThread();
   IoWorker* worker = workers_[next_worker_++ % workers_.size()].get();
   const uint64_t cid = ctx_->next_client_id.fetch_add(1, std::memory_order_relaxed);
   const bool over_limit = ctx_->client_count.fetch_add(1, std::memory_order_relaxed) >= options_.max_connections;
@@ -341,6 +344,7 @@ void Server::InstallSignalHandlers() {
 }
 
 void Server::Reload() {
+  main_loop_.AssertInLoopThread();
   if (const std::string changed = ReloadLogFlags(); !changed.empty()) {
     LOG(INFO) << "SIGHUP: log level now " << changed;
   }
@@ -349,6 +353,7 @@ void Server::Reload() {
 }
 
 void Server::ReloadClusterSecret() {
+  main_loop_.AssertInLoopThread();
   if (!peer_keys_) return;
   auto ring = auth::PeerKeyring::Load(options_.cluster_secret_file);
   if (!ring.ok()) {
@@ -363,6 +368,7 @@ void Server::ReloadClusterSecret() {
 }
 
 void Server::ReloadUsers() {
+  main_loop_.AssertInLoopThread();
   if (!ctx_->authenticator) {
     LOG(INFO) << "SIGHUP: no --users_file, nothing to reload";
     return;
@@ -397,6 +403,7 @@ void Server::Run() {
 void Server::Shutdown() { main_loop_.Quit(); }
 
 void Server::EnterLameDuck() {
+  main_loop_.AssertInLoopThread();
   if (lame_duck_) return;
   lame_duck_ = true;
   LOG(INFO) << "lame duck: deleting our znode; then refusing new clients and moving " << ctx_->client_count.load()
@@ -415,6 +422,7 @@ void Server::EnterLameDuck() {
 }
 
 void Server::StopAcceptingForLameDuck() {
+  main_loop_.AssertInLoopThread();
   client_listener_->Close();
   ctx_->info.set_lame_duck(true);
   BroadcastInfo();
@@ -423,6 +431,7 @@ void Server::StopAcceptingForLameDuck() {
 }
 
 void Server::LameDuckStep() {
+  main_loop_.AssertInLoopThread();
   const int64_t elapsed = MonotonicMs() - lame_duck_started_ms_;
   const int64_t grace = options_.lame_duck_grace_ms, duration = options_.lame_duck_duration_ms;
   const int remaining = ctx_->client_count.load(std::memory_order_relaxed);

@@ -2,8 +2,9 @@
 
 // The zk/ counterpart of EventLoop::AssertInLoopThread(): the registry and its
 // parts belong to the thread that runs their Executor's tasks, known only once
-// Start() runs there. Check() DCHECKs that a method documented as "owner
-// thread" runs on it.
+// Start() runs there. Check() checks that a method documented as "owner
+// thread" runs on it, in debug and sanitizer builds (like the server's
+// EventLoop::AssertInLoopThread); in Release it compiles to nothing.
 
 #include <glog/logging.h>
 
@@ -20,7 +21,9 @@ class OwnerThread {
     return id_ == std::thread::id() || id_ == std::this_thread::get_id();
   }
   void Check(const char* what) const {
-    DCHECK(IsCurrent()) << what << " called off its owner thread (check the Executor)";
+#if !defined(NDEBUG) || defined(ZMESH_CHECK_THREADS)
+    CHECK(IsCurrent()) << what << " called off its owner thread (check the Executor)";
+#endif
   }
 
  private:

@@ -16,8 +16,8 @@
 // snapshot's end, and a large snapshot on a busy link takes what it takes
 // (the link's own write deadline and pings catch a peer that stopped).
 //
-// Threading: every method is safe from any thread; one mutex. Lock order:
-// LocalInterest's mutex, then this one. `done` callbacks run outside the
+// Threading: every method is safe from any thread; one mutex (its place in
+// the lock order: server/lock_order.h). `done` callbacks run outside the
 // lock, on whichever thread released them.
 
 #include <cstdint>

@@ -26,7 +26,8 @@
 // (interest_barrier.h) tells a client's PING when every peer has.
 //
 // Threading: all methods are safe from any thread (workers call the observer
-// methods as clients subscribe; the mesh attaches links).
+// methods as clients subscribe; the mesh attaches links). Lock order:
+// server/lock_order.h.
 
 #include <absl/container/btree_map.h>
 

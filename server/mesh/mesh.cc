@@ -50,6 +50,7 @@ bool Mesh::Start(std::function<void()> ready, std::string* error) {
 }
 
 void Mesh::Leave(int64_t drain_ms, std::function<void()> done) {
+  main_loop_->AssertInLoopThread();
   phase_ = Phase::kLeaving;
   std::string frame;
   proto::peer::EncodeLeaving({static_cast<uint64_t>(std::max<int64_t>(drain_ms, 0))}, &frame);
@@ -73,6 +74,7 @@ void Mesh::OnPeerLeaving(PeerLink* link, uint64_t drain_ms) {
 }
 
 void Mesh::Stop() {
+  main_loop_->AssertInLoopThread();
   tick_.reset();
   listener_.Close();
   registry_->Stop();
@@ -85,6 +87,7 @@ void Mesh::BackOff(Peer& p) {
 }
 
 void Mesh::HandleSession(zk::SessionState state) {
+  main_loop_->AssertInLoopThread();
   zk_suspended_ = state == zk::SessionState::kSuspended || state == zk::SessionState::kExpired;
   if (zk_suspended_) {
     LOG(WARNING) << "mesh " << options_.node_id << ": ZooKeeper session " << (state == zk::SessionState::kExpired ? "expired" : "suspended")
@@ -95,6 +98,7 @@ void Mesh::HandleSession(zk::SessionState state) {
 }
 
 void Mesh::HandleMembers(const std::vector<zk::NodeInfo>& members) {
+  main_loop_->AssertInLoopThread();
   const int64_t now = MonotonicMs();
   members_ = members;
   have_members_ = true;
@@ -244,6 +248,7 @@ bool Mesh::Preferred(const PeerLink* candidate, const PeerLink* current) const {
 }
 
 void Mesh::HandleAuthenticated(RefPtr<PeerLink> link) {
+  main_loop_->AssertInLoopThread();
   if (phase_ == Phase::kLeaving) {
     link->loop()->QueueInLoop([link] { link->Retire(); });
     return;
@@ -302,6 +307,7 @@ void Mesh::HandleAuthenticated(RefPtr<PeerLink> link) {
 }
 
 void Mesh::HandleSynced(RefPtr<PeerLink> link) {
+  main_loop_->AssertInLoopThread();
   auto it = peers_.find(link->peer_node_id());
   if (it == peers_.end() || it->second.active.get() != link.get()) return;
   it->second.synced = true;
@@ -310,6 +316,7 @@ void Mesh::HandleSynced(RefPtr<PeerLink> link) {
 }
 
 void Mesh::HandleClosed(RefPtr<PeerLink> link) {
+  main_loop_->AssertInLoopThread();
   auto it = peers_.find(link->node_key());
   if (it == peers_.end()) return;
   Peer& p = it->second;
@@ -330,6 +337,7 @@ void Mesh::HandleClosed(RefPtr<PeerLink> link) {
 }
 
 void Mesh::MaybeFinishJoin(bool timed_out) {
+  main_loop_->AssertInLoopThread();
   if (phase_ != Phase::kJoining) return;
   std::vector<std::string> missing;
   for (auto& [id, p] : peers_) {
@@ -364,6 +372,7 @@ void Mesh::MaybeFinishJoin(bool timed_out) {
 }
 
 void Mesh::Tick() {
+  main_loop_->AssertInLoopThread();
   const int64_t now = MonotonicMs();
   if (!have_members_) {
     LOG_EVERY_N(INFO, 200) << "mesh " << options_.node_id << ": still waiting for ZooKeeper membership";

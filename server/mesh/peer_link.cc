@@ -52,6 +52,7 @@ void PeerLink::SendFrame(std::string_view frame) { Enqueue(&frame, 1, 0, false, 
 void PeerLink::SendOwn(std::string_view frame) { SendFrame(frame); }
 
 void PeerLink::PumpSnapshot() {
+  loop()->AssertInLoopThread();
   // Batches go out while at most half the backpressure threshold waits to
   // be written: the snapshot moves at the socket's pace, never near
   // --peer_max_pending_bytes, and forwarded messages interleave with it.
@@ -68,6 +69,7 @@ void PeerLink::PumpSnapshot() {
 void PeerLink::OnOutputDrained() { PumpSnapshot(); }
 
 void PeerLink::OnStart() {
+  loop()->AssertInLoopThread();
   last_ping_ms_ = created_ms();
   const MeshOptions& o = options_;
   peer::Hello hello;
@@ -83,6 +85,7 @@ void PeerLink::OnStart() {
 void PeerLink::OnInput(std::string_view data) { Process(data); }
 
 void PeerLink::Process(std::string_view in) {
+  loop()->AssertInLoopThread();
   ProcessFrames(in);
   // One acknowledgement per read, however many interest changes it held: a
   // storm of subscriptions does not double the frames.
@@ -124,6 +127,7 @@ void PeerLink::ProtocolError(const std::string& what) {
 }
 
 void PeerLink::OnHandshakeFailed(const Transport& transport) {
+  loop()->AssertInLoopThread();
   const std::string_view head = transport.plaintext_prefix();
   std::string why;
   if (LooksLikeVersion1Hello(head)) {
@@ -306,6 +310,7 @@ void PeerLink::HandleMsg(const peer::Msg& msg) {
 }
 
 void PeerLink::Activate(RefPtr<PeerNode> node) {
+  loop()->AssertInLoopThread();
   if (closing() || state_ != State::kAuthenticated) return;
   node_ = std::move(node);
   state_ = State::kActive;
@@ -336,6 +341,7 @@ bool PeerLink::HoldSuccessor(PeerLink* next) {
 }
 
 void PeerLink::ReleaseSuccessor() {
+  loop()->AssertInLoopThread();
   RefPtr<PeerLink> next;
   {
     std::lock_guard<std::mutex> lock(successor_mu_);
@@ -347,6 +353,7 @@ void PeerLink::ReleaseSuccessor() {
 }
 
 void PeerLink::EndHold() {
+  loop()->AssertInLoopThread();
   if (!held_ || closing()) return;
   held_ = false;
   ResumeReading(kPauseOrder);
@@ -356,6 +363,7 @@ void PeerLink::EndHold() {
 }
 
 void PeerLink::Retire() {
+  loop()->AssertInLoopThread();
   if (closing()) return;
   if (state_ != State::kActive) {  // never carried traffic: just drop it
     Close(CloseReason::kDuplicatePeer, false);
@@ -370,6 +378,7 @@ void PeerLink::Retire() {
 }
 
 void PeerLink::Refuse(const std::string& reason) {
+  loop()->AssertInLoopThread();
   if (closing()) return;
   std::string frame;
   peer::EncodeRefuse(reason, &frame);
@@ -378,6 +387,7 @@ void PeerLink::Refuse(const std::string& reason) {
 }
 
 void PeerLink::OnTick(int64_t now) {
+  loop()->AssertInLoopThread();
   Connection::OnTick(now);
   if (closing()) return;
   if (sending_snapshot_) PumpSnapshot();  // a missed drain notice costs a tick, not the snapshot
@@ -424,6 +434,7 @@ std::string PeerLink::Describe() const {
 }
 
 void PeerLink::OnClose(CloseReason reason) {
+  loop()->AssertInLoopThread();
   ReleaseSuccessor();  // nothing more will be delivered from here
   const bool was_active = node_ && node_->DropLinkIf(this);
   LOG(INFO) << Describe() << " down: " << CloseReasonText(reason)

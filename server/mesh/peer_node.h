@@ -20,9 +20,7 @@
 // link stays the same until they are done: interest is applied only from the
 // active link, and DropLinkIf clears the interest with no frame of the
 // dropped link applied after it.
-// Lock order: interest_mu_, then link_mu_ (then the link's outbound buffer);
-// interest_mu_, then the subject index's. link_mu_ is never held while
-// taking interest_mu_.
+// Where both sit in the lock order: server/lock_order.h.
 
 #include <absl/container/flat_hash_map.h>
 

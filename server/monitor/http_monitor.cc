@@ -96,6 +96,7 @@ bool HttpMonitor::Start(const HostPort& address, std::string* error) {
 }
 
 void HttpMonitor::Stop() {
+  sources_.main_loop->AssertInLoopThread();
   if (http_ == nullptr) return;
   for (const std::shared_ptr<Pending>& p : pending_) {
     if (p->done) continue;

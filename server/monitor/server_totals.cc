@@ -47,6 +47,7 @@ MeshTotals CollectMesh(const mesh::Mesh& m, bool serving) {
 }  // namespace
 
 ServerTotals CollectTotals(const MonitorSources& s) {
+  if (s.main_loop != nullptr) s.main_loop->AssertInLoopThread();
   ServerTotals t;
   t.now_unix_ms = UnixNowMs();
   t.serving = s.serving && s.serving();

@@ -211,5 +211,27 @@ TEST_F(MatchCacheTest, ConcurrentUnrelatedChurn) {
   EXPECT_LT(cache_.full_clears(), lookups / 10) << lookups << " lookups";
 }
 
+// The cache holds at most max_entries subjects however many are looked up;
+// an evicted subject is matched again, correctly.
+TEST_F(MatchCacheTest, StaysWithinMaxEntries) {
+  Add("s.*");
+  Add("s.7");
+  MatchCache small(&index_, /*max_entries=*/8);
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 100; ++i) {
+      const std::string subject = "s." + std::to_string(i);
+      const MatchResult* r = small.Lookup(subject);
+      ASSERT_EQ(Sids(*r).size(), i == 7 ? 2u : 1u) << subject;
+      ASSERT_LE(small.size(), 8u);
+    }
+  }
+  // Each later round finds at most 8 of its 100 subjects still cached.
+  EXPECT_GE(small.misses(), 100u + 2 * 92u);
+  // A subject looked up over and over stays cached.
+  const uint64_t before = small.misses();
+  for (int i = 0; i < 10; ++i) small.Lookup("s.7");
+  EXPECT_LE(small.misses(), before + 1);
+}
+
 }  // namespace
 }  // namespace zmesh::server
