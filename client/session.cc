@@ -53,7 +53,6 @@ Session::Session(const Options& options, Hooks hooks, std::shared_ptr<Outbox> ou
       hooks_(std::move(hooks)),
       outbox_(std::move(outbox)),
       subs_(subs),
-      mux_(mux),
       dispatcher_(dispatcher),
       state_(state),
       owner_("Session"),

@@ -118,7 +118,6 @@ class Session : public Connection::Delegate {
   const Hooks hooks_;
   const std::shared_ptr<Outbox> outbox_;
   SubscriptionTable* const subs_;
-  RequestMux* const mux_;
   Dispatcher* const dispatcher_;
   ClientState* const state_;
   // The constructing thread until Run() takes the session over.

@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  build-essential cmake ninja-build pkg-config clang-16 libclang-rt-16-dev
   # libraries
   libevent-dev libzookeeper-mt-dev libssl-dev libcrypt-dev
   libgflags-dev libgoogle-glog-dev nlohmann-json3-dev libabsl-dev

@@ -5,8 +5,10 @@
 #      ctest suite: unit, integration (real
 #      zmesh-server processes, a private ZooKeeper, the Go NATS client, the
 #      compat suites validated against nats-server), fuzz corpus replay;
-#   3. the same suites under ASan+UBSan (-O1 -g1, assertions on);
-#   4. each libFuzzer target for a bounded time (clang).
+#   3. the same suites under ASan+UBSan (-O1 -g1, assertions on), built with
+#      clang 16: it compiles this tree about twice as fast as GCC with the
+#      sanitizers on (the release build stays on GCC, what users build with);
+#   4. each libFuzzer target for a bounded time (clang 16).
 # Every stage runs even when an earlier one failed, so that one run shows all
 # that is broken; the last line is the tally a CI reader parses,
 #   N passed, M failed
@@ -92,7 +94,7 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp}
-  build_and_test asan-ubsan -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -g1" \
+  CC=clang-16 CXX=clang++-16 build_and_test asan-ubsan -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -g1" \
     -DZMESH_SANITIZE=address,undefined
 fi
 
@@ -102,9 +104,9 @@ if [ "${TSAN:-0}" = 1 ]; then
 fi
 
 if [ "$fuzz_seconds" -gt 0 ]; then
-  step "fuzz: clang libFuzzer build"
+  step "fuzz: clang 16 libFuzzer build"
   dir=$build_root/fuzz
-  if ! CC=clang CXX=clang++ cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  if ! CC=clang-16 CXX=clang++-16 cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DZMESH_FUZZ=ON -DZMESH_BUILD_TESTS=OFF >/dev/null ||
      ! cmake --build "$dir" -j "$jobs" --target "${fuzz_targets[@]/%/_fuzzer}"; then
     fail "fuzz: build (${fuzz_targets[*]} not run)" "${#fuzz_targets[@]}"

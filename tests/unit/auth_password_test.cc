@@ -84,8 +84,7 @@ TEST(VerifyPasswordTest, RejectsPlaintextAndWeakOrUnknownFormats) {
       "$2x$04$EZjpT4cViREZg/4Z/85UUO1HkuwBplACU2Vq74plDo7CztkR5kx0K",  // buggy variant
       "$1$abcdefgh$2Hht9LWKVdxeAQ1QDJeSX/",                            // md5crypt
       "$5$zBT2viWAHmn18.V7$014JvyysRsRX6BvnEzbGvtTr6lJfakccPOceSOm1SO0",
-      "$6$NFZ34MAbJZP3h7Tm$dds58XcYxMWwKBB/tAPrLKgSJverCc8oYnsbc0N5R3Hq/"
-      "iKhgyF60.qZRt6gRtjSribTG5EjA13dR1a/IcsFQ/",
+      "$6$NFZ34MAbJZP3h7Tm$dds58XcYxMWwKBB/tAPrLKgSJverCc8oYnsbc0N5R3Hq/iKhgyF60.qZRt6gRtjSribTG5EjA13dR1a/IcsFQ/",
       "abJnggxhB/yWI",                  // DES crypt
       "$y$j9T$xmkfCK4hTouxrp/oRNdIH0",  // yescrypt setting without hash
       "$y$j9T$xmkfCK4hTouxrp/oRNdIH0$VhwtXkjbsMnQDGeA6eDlehGjrQrr0b4b4RGvqSKnLh",

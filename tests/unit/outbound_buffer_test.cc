@@ -125,8 +125,6 @@ TEST(OutboundBufferTest, RefusesAnAppendBeyondMaxPendingAndKeepsWhatItHas) {
   EXPECT_EQ(AppendText(out, std::string(60, 'a')), Append::kQueuedNeedsFlush);
   EXPECT_EQ(AppendText(out, std::string(41, 'b')), Append::kOverLimit);
   EXPECT_EQ(out.pending_bytes(), 60u) << "a refused append adds nothing";
-  // Control replies count against the same limit.
-  EXPECT_EQ(out.AppendControl(std::string(41, 'c')), Append::kOverLimit);
   EXPECT_EQ(AppendText(out, std::string(40, 'd')), Append::kQueued) << "exactly max_pending fits";
   EXPECT_EQ(out.pending_bytes(), 100u);
   EXPECT_EQ(AppendText(out, "e"), Append::kOverLimit);
