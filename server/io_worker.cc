@@ -2,6 +2,7 @@
 
 #include <glog/logging.h>
 
+#include "server/client_connection.h"
 #include "server/connection.h"
 #include "server/outbound_buffer.h"
 
@@ -124,7 +125,7 @@ void IoWorker::Sweep() {
 
 namespace zmesh::server {
 
-void IoWorker::StallProducer(Connection* producer, Connection* consumer) {
+void IoWorker::StallProducer(ClientConnection* producer, Connection* consumer) {
   loop_.AssertInLoopThread();
   if (producer->closing()) return;
   for (const Stall& st : stalls_) {
@@ -142,7 +143,7 @@ void IoWorker::StallProducer(Connection* producer, Connection* consumer) {
 }
 
 void IoWorker::EndStall(const Stall& st) {
-  st.producer->ResumeReading(Connection::kPauseBackpressure);
+  st.producer->ResumeAfterStall();
   st.producer->Unref();
   st.consumer->Unref();
 }
