@@ -5,9 +5,9 @@
 //
 // Fan-out: a publisher's worker appends to each subscriber's OutboundBuffer
 // (any worker's connection) and records the connection in its own pending
-// list; a low-priority event drains the list once per loop iteration, after
-// every read of that iteration, so each connection gets one writev per batch
-// rather than one write per message.
+// list; an event queued behind that iteration's reads drains the list once per
+// loop iteration, after every read of that iteration, so each connection gets
+// one writev per batch rather than one write per message.
 //
 // Threading: everything here is used on the worker's own thread, except
 // loop() (whose RunInLoop/QueueInLoop are thread-safe) and the stats, which
