@@ -78,12 +78,38 @@ void ClientConnection::OnInput(std::string_view data) {
     paused_input_.append(data);
     return;
   }
-  Process(data);
+  if (paused_input_.empty()) {
+    ProcessInput(data);
+    return;
+  }
+  // Reading resumed before the input held back by a stall was processed.
+  paused_input_.append(data);
+  std::string input;
+  input.swap(paused_input_);
+  ProcessInput(input);
+}
+
+void ClientConnection::ProcessInput(std::string_view input) {
+  Process(input);
   if (pushback_) {
     RefPtr<Connection> consumer = std::move(pushback_);
     pushback_ = RefPtr<Connection>();
     worker()->StallProducer(this, consumer.get());
   }
+}
+
+void ClientConnection::ResumeAfterStall() {
+  ResumeReading(kPauseBackpressure);
+  if (closing() || paused_input_.empty()) return;
+  // On a turn of its own: the caller may be walking the worker's stalls.
+  RefPtr<ClientConnection> self(this);
+  loop()->QueueInLoop([self] {
+    ClientConnection* c = self.get();
+    if (c->closing() || c->reading_paused() || c->paused_input_.empty()) return;
+    std::string input;
+    input.swap(c->paused_input_);
+    c->ProcessInput(input);
+  });
 }
 
 void ClientConnection::Process(std::string_view in) {
@@ -106,6 +132,11 @@ void ClientConnection::Process(std::string_view in) {
       // The rest waits for the verdict on the credentials.
       paused_input_.assign(in.data(), in.size());
       PauseReading(kPauseAuth);
+      return;
+    }
+    if (pushback_ && !closing()) {
+      // The rest waits until the consumer has drained (ResumeAfterStall).
+      paused_input_.assign(in.data(), in.size());
       return;
     }
   }
@@ -228,7 +259,7 @@ void ClientConnection::HandleConnect(std::string_view json_text) {
         std::string input;
         input.swap(c->paused_input_);
         c->ResumeReading(kPauseAuth);
-        c->Process(input);
+        c->ProcessInput(input);
       });
     });
     return;

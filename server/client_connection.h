@@ -53,10 +53,14 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
   bool Deliver(IoWorker* worker, Subscription* sub, proto::MsgFrame& frame, const Message& msg,
                DeliveryEndpoint* source) override;
   // Owner thread, from the router: a delivery of ours left `consumer` behind;
-  // this client pauses after its current input (IoWorker::StallProducer).
+  // this client pauses after the current message (IoWorker::StallProducer),
+  // keeping the rest of its input for ResumeAfterStall.
   void PushBackOn(Connection* consumer) override {
     if (!pushback_) pushback_ = RefPtr<Connection>(consumer);
   }
+  // Owner thread, from IoWorker: the stall is over; reading resumes, and the
+  // input held back goes first.
+  void ResumeAfterStall();
 
   bool echo() const { return echo_; }
   bool no_responders() const { return no_responders_; }
@@ -99,6 +103,9 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
  private:
   ~ClientConnection() override;
 
+  // Process, then stall on the consumer that it left behind, if any.
+  void ProcessInput(std::string_view input);
+  // Handles the operations in `input` until a delivery pushes back.
   void Process(std::string_view input);
   void HandleOp(const proto::Op& op);
   void HandleParseError();
@@ -144,8 +151,13 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
   std::shared_ptr<const auth::Permissions> permissions_;
   std::atomic<const auth::Permissions*> permissions_view_{nullptr};
   std::vector<std::shared_ptr<const auth::Permissions>> retired_permissions_;
-  RefPtr<Connection> pushback_;  // the consumer to wait for after this input
-  std::string paused_input_;  // input that arrived after a CONNECT being verified
+  RefPtr<Connection> pushback_;  // the consumer to wait for after this message
+  // Input read but not processed yet: it came while a CONNECT was being
+  // verified, or after a message that left a consumer behind. One read's worth
+  // of PUBs can become far more output than input (queue-group names on a
+  // peer link): processing it all before pausing would queue it all before
+  // anything is written.
+  std::string paused_input_;
   std::string user_, name_, lang_, version_;
   std::atomic<bool> headers_{false};
   bool auth_required_;

@@ -2,16 +2,23 @@
 
 #include <glog/logging.h>
 
+#include "server/client_connection.h"
 #include "server/connection.h"
 #include "server/outbound_buffer.h"
 
 namespace zmesh::server {
 namespace {
 thread_local IoWorker* t_worker = nullptr;
-// Socket I/O callbacks run at the default priority (1 of 0..2); the flush of
-// the pending list runs at 2, i.e. after every read of the loop iteration.
+// Socket I/O callbacks and timers run at the default priority (1 of 0..2; the
+// loop's task queue, registered before, runs at 0). The flush of the pending
+// list runs at 1 too: activated from a read callback, it queues behind every
+// event this iteration found ready, so it runs after all of this iteration's
+// reads. At a lower priority it would run only in an iteration with nothing
+// else ready, which never comes while one socket stays readable (a peer link
+// receiving a long flood reads one TLS record per callback): every flush of
+// the worker, that link's own PONGs included, would wait for the flood to end.
 constexpr int kPriorities = 3;
-constexpr int kFlushPriority = 2;
+constexpr int kFlushPriority = 1;
 }  // namespace
 
 IoWorker::IoWorker(int index, const SubjectIndex* index_for_cache)
@@ -124,7 +131,7 @@ void IoWorker::Sweep() {
 
 namespace zmesh::server {
 
-void IoWorker::StallProducer(Connection* producer, Connection* consumer) {
+void IoWorker::StallProducer(ClientConnection* producer, Connection* consumer) {
   loop_.AssertInLoopThread();
   if (producer->closing()) return;
   for (const Stall& st : stalls_) {
@@ -142,7 +149,7 @@ void IoWorker::StallProducer(Connection* producer, Connection* consumer) {
 }
 
 void IoWorker::EndStall(const Stall& st) {
-  st.producer->ResumeReading(Connection::kPauseBackpressure);
+  st.producer->ResumeAfterStall();
   st.producer->Unref();
   st.consumer->Unref();
 }

@@ -5,9 +5,9 @@
 //
 // Fan-out: a publisher's worker appends to each subscriber's OutboundBuffer
 // (any worker's connection) and records the connection in its own pending
-// list; a low-priority event drains the list once per loop iteration, after
-// every read of that iteration, so each connection gets one writev per batch
-// rather than one write per message.
+// list; an event queued behind that iteration's reads drains the list once per
+// loop iteration, after every read of that iteration, so each connection gets
+// one writev per batch rather than one write per message.
 //
 // Threading: everything here is used on the worker's own thread, except
 // loop() (whose RunInLoop/QueueInLoop are thread-safe) and the stats, which
@@ -26,6 +26,7 @@
 
 namespace zmesh::server {
 
+class ClientConnection;
 class Connection;
 class SubjectIndex;
 
@@ -80,13 +81,14 @@ class IoWorker {
 
   // Flow control for fast producers: `producer` (a client of this worker)
   // fed `consumer` past its backpressure threshold while that consumer still
-  // drains, so the producer stops reading until the consumer is back under
+  // drains, so the producer stops (after that message: the rest of its input
+  // waits) and reads nothing more until the consumer is back under
   // half the threshold (the consumer's flush wakes it: ReleaseStall), is
   // stuck or gone, or kMaxStallMs passed (a coarse timer checks those).
   // Nothing blocks: the producer's socket simply is not read, and TCP slows
   // the publisher down. Peer links are never stalled (fan-out must not block
   // a link's read loop).
-  void StallProducer(Connection* producer, Connection* consumer);
+  void StallProducer(ClientConnection* producer, Connection* consumer);
   // Resumes `producer` if it is stalled here. Worker thread.
   void ReleaseStall(Connection* producer);
   static constexpr int64_t kMaxStallMs = 1000;
@@ -120,7 +122,7 @@ class IoWorker {
   Connection* head_ = nullptr;              // intrusive list of this worker's connections
   size_t connection_count_ = 0;
   struct Stall {
-    Connection* producer;  // each holds a reference
+    ClientConnection* producer;  // each holds a reference
     Connection* consumer;
     int64_t since_ms;
   };

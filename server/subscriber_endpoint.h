@@ -46,7 +46,7 @@ class DeliveryEndpoint {
                        DeliveryEndpoint* source) = 0;
 
   // Owner thread (the publisher's own worker): a delivery of ours left
-  // `consumer` behind; this client pauses after its current input.
+  // `consumer` behind; this client pauses after the current message.
   virtual void PushBackOn(Connection* consumer) = 0;
 
  protected:

@@ -179,6 +179,60 @@ TEST_F(ClientBoundsTest, QueueGroupFloodNeverResetsTheLink) {
   EXPECT_EQ(LinkTrouble(*mesh_, b, mesh_->id(a)), trouble_b) << mesh_->Log(b);
 }
 
+// One read of a publisher's input may hold many PUBs, and each can become far
+// more bytes on a peer link than it took in (here 300 KB of queue-group
+// names, over the link's 256 KB backpressure threshold). The publisher must
+// stop at the first PUB that leaves the link behind, not at the end of its
+// input: otherwise one read queues all of them before anything is written
+// (with TLS only the link's own thread writes, after the publisher's whole
+// batch), which took a loaded node over a second, longer than the peer waits
+// before calling the link stale. With --peer_max_pending_bytes at its 1 MiB
+// minimum, a burst of 20 such PUBs in one write overflows the link at the
+// fourth unless the publisher pauses after the first.
+TEST_F(ClientBoundsTest, AmplifyingBurstPausesThePublisherPerMessage) {
+  constexpr size_t kNameBytes = 4000;
+  constexpr int kGroups = 75, kBurst = 20;
+  ASSERT_NO_FATAL_FAILURE(StartPair({"--max_queue_name_length=" + std::to_string(kNameBytes),
+                                     "--peer_max_pending_bytes=" + std::to_string(1 << 20)}));
+  constexpr int a = 0, b = 1;
+  std::string error;
+
+  MeshClient groups("groups"), plain_x("plain_x"), pub_x("pub_x");
+  ASSERT_TRUE(groups.Connect(mesh_->client_port(b), &error)) << error;
+  ASSERT_TRUE(plain_x.Connect(mesh_->client_port(b), &error)) << error;
+  ASSERT_TRUE(pub_x.Connect(mesh_->client_port(a), &error)) << error;
+  std::vector<int> group_sids;
+  for (int g = 0; g < kGroups; ++g) {
+    std::string name = "g" + std::to_string(g) + ".";
+    name.resize(kNameBytes, 'n');
+    group_sids.push_back(groups.Sub("x", name));
+  }
+  const int x_sid = plain_x.Sub("x");
+  groups.SubProbe();
+  plain_x.SubProbe();
+  ASSERT_TRUE(groups.Flush(seconds(10)) && plain_x.Flush());
+  ASSERT_TRUE(WaitInterest({&pub_x}, {&groups, &plain_x}, seconds(10), &error)) << error;
+  const uint64_t link_a = LinkId(*mesh_, a, mesh_->id(b)), link_b = LinkId(*mesh_, b, mesh_->id(a));
+  ASSERT_NE(link_a, 0u);
+  ASSERT_NE(link_b, 0u);
+  const int trouble_a = LinkTrouble(*mesh_, a, mesh_->id(b));
+
+  ASSERT_TRUE(pub_x.PublishSeq("x", kBurst));  // one write, so one read on A
+  // Nothing more is sent: the PUBs held back go out as the link drains.
+  EXPECT_TRUE(WaitCount(plain_x, x_sid, "pub_x", kBurst, seconds(10))) << "plain_x got " << plain_x.Sequenced(x_sid);
+  EXPECT_TRUE(Fence({&pub_x}, {&groups, &plain_x}, seconds(10), &error)) << error;
+
+  EXPECT_EQ(LinkId(*mesh_, a, mesh_->id(b)), link_a) << "A's link to B was reset";
+  EXPECT_EQ(LinkId(*mesh_, b, mesh_->id(a)), link_b) << "B's link to A was reset";
+  EXPECT_EQ(LinkTrouble(*mesh_, a, mesh_->id(b)), trouble_a) << mesh_->Log(a);
+  EXPECT_TRUE(ExactlyOnceInOrder(plain_x.Get(x_sid), {{"pub_x", kBurst}}));
+  int groups_wrong = 0;
+  for (int sid : group_sids) {
+    if (!ExactlyOnceInOrder(groups.Get(sid), {{"pub_x", kBurst}})) ++groups_wrong;
+  }
+  EXPECT_EQ(groups_wrong, 0) << "groups that did not get every message exactly once";
+}
+
 // Reads until PONG; returns the -ERR lines seen before it (-1 on timeout).
 int ErrorsUntilPong(RawClient& c, const std::string& expected_err, milliseconds timeout = seconds(20)) {
   int errs = 0;
