@@ -68,6 +68,17 @@ void PeerLink::PumpSnapshot() {
 
 void PeerLink::OnOutputDrained() { PumpSnapshot(); }
 
+void PeerLink::FinishRetireIfDrained() {
+  if (closing() || state_ != State::kRetiring || !peer_retired_) return;
+  // Both ends have switched, but what we queued before our RETIRE (messages
+  // the peer delivers before anything from the new link) must reach it
+  // first: closing with it unwritten would lose it. The peer reads this link
+  // until our RETIRE, so it drains; the next tick looks again (the drain
+  // notice fires at half the threshold, not at empty, so it cannot serve).
+  if (out().pending_bytes() > 0) return;
+  Close(CloseReason::kDuplicatePeer, /*flush=*/true);
+}
+
 void PeerLink::OnStart() {
   loop()->AssertInLoopThread();
   last_ping_ms_ = created_ms();
@@ -235,11 +246,10 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       return;
     case peer::FrameType::kRetire:
       ReleaseSuccessor();
-      if (state_ == State::kRetiring) {
-        Close(CloseReason::kDuplicatePeer, /*flush=*/true);
-      } else {
-        peer_retired_ = true;  // it switched to another link; we follow when the mesh sees it
-      }
+      // It switched to another link; we follow when the mesh sees it, or
+      // close once what we still owe it is written.
+      peer_retired_ = true;
+      FinishRetireIfDrained();
       return;
     case peer::FrameType::kLeaving:
       delegate_->OnPeerLeaving(this, f.leaving.drain_ms);
@@ -374,7 +384,7 @@ void PeerLink::Retire() {
   std::string retire;
   peer::EncodeEmpty(peer::FrameType::kRetire, &retire);
   SendOwn(retire);
-  if (peer_retired_) Close(CloseReason::kDuplicatePeer, /*flush=*/true);
+  FinishRetireIfDrained();
 }
 
 void PeerLink::Refuse(const std::string& reason) {
@@ -398,6 +408,8 @@ void PeerLink::OnTick(int64_t now) {
     Close(CloseReason::kAuthenticationTimeout, false);
     return;
   }
+  FinishRetireIfDrained();
+  if (closing()) return;
   if (state_ == State::kRetiring && now - retire_since_ms_ >= o.handshake_timeout_ms) {
     Close(CloseReason::kDuplicatePeer, true);
     return;

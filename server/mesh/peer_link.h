@@ -126,6 +126,9 @@ class PeerLink : public Connection {
   void HandleMsg(const proto::peer::Msg& msg);
   void ProtocolError(const std::string& what);
   void SendOwn(std::string_view frame);  // from the owner thread
+  // Owner thread: a retiring link whose peer has retired too closes once its
+  // outbound buffer is empty.
+  void FinishRetireIfDrained();
   // Owner thread: sends our interest snapshot batch by batch while the
   // socket keeps up, then waits for OnOutputDrained.
   void PumpSnapshot();
