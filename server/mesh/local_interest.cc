@@ -64,9 +64,14 @@ uint64_t LocalInterest::Change(const Subscription& sub, int delta) {
   return seq_;
 }
 
-LocalInterest::Attached* LocalInterest::FindLocked(const PeerLink* link) {
-  auto it = std::find_if(links_.begin(), links_.end(), [link](const Attached& a) { return a.link == link; });
-  return it == links_.end() ? nullptr : &*it;
+std::vector<LocalInterest::Attached>::iterator LocalInterest::FindLocked(const PeerLink* link) {
+  return std::find_if(links_.begin(), links_.end(), [link](const Attached& a) { return a.link == link; });
+}
+
+void LocalInterest::DetachLocked(std::vector<Attached>::iterator it) {
+  barrier_.RemoveLink(it->link);
+  it->link->Unref();
+  links_.erase(it);
 }
 
 void LocalInterest::BeginSnapshotLocked(Attached& a) {
@@ -83,8 +88,9 @@ bool LocalInterest::ContinueSnapshot(PeerLink* link, size_t max_bytes) {
   thread_local std::string frames;
   frames.clear();
   std::lock_guard<std::mutex> lock(mu_);
-  Attached* a = FindLocked(link);
-  if (a == nullptr || !a->streaming) return true;
+  auto found = FindLocked(link);
+  if (found == links_.end() || !found->streaming) return true;
+  Attached* a = &*found;
   auto it = a->sent_any ? counts_.upper_bound(a->last) : counts_.begin();
   for (; it != counts_.end() && frames.size() < max_bytes; ++it) {
     const auto& [key, count] = *it;
@@ -107,43 +113,34 @@ bool LocalInterest::ContinueSnapshot(PeerLink* link, size_t max_bytes) {
 void LocalInterest::Attach(PeerLink* link, PeerLink* replaced) {
   std::lock_guard<std::mutex> lock(mu_);
   if (replaced != nullptr) {
-    auto it = std::find_if(links_.begin(), links_.end(), [replaced](const Attached& a) { return a.link == replaced; });
-    if (it != links_.end()) {
-      barrier_.RemoveLink(it->link);
-      it->link->Unref();
-      links_.erase(it);
-    }
+    if (auto it = FindLocked(replaced); it != links_.end()) DetachLocked(it);
   }
-  Attached* a = FindLocked(link);
-  if (a == nullptr) {
+  auto it = FindLocked(link);
+  if (it == links_.end()) {
     link->Ref();
     barrier_.AddLink(link);
-    a = &links_.emplace_back();
-    a->link = link;
+    links_.emplace_back().link = link;
+    it = links_.end() - 1;
   }
-  BeginSnapshotLocked(*a);
+  BeginSnapshotLocked(*it);
 }
 
 void LocalInterest::Detach(PeerLink* link) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = std::find_if(links_.begin(), links_.end(), [link](const Attached& a) { return a.link == link; });
-  if (it == links_.end()) return;
-  barrier_.RemoveLink(it->link);
-  it->link->Unref();
-  links_.erase(it);
+  if (auto it = FindLocked(link); it != links_.end()) DetachLocked(it);
 }
 
 void LocalInterest::BeginSnapshot(PeerLink* link) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Attached* a = FindLocked(link)) BeginSnapshotLocked(*a);
+  if (auto it = FindLocked(link); it != links_.end()) BeginSnapshotLocked(*it);
 }
 
 void LocalInterest::SendDigest(PeerLink* link) {
   std::lock_guard<std::mutex> lock(mu_);
-  Attached* a = FindLocked(link);
+  auto it = FindLocked(link);
   // Mid-snapshot the peer holds only part of the set: a digest would look
   // like divergence. SYNC_END carries one.
-  if (a == nullptr || a->streaming) return;
+  if (it == links_.end() || it->streaming) return;
   std::string frame;
   peer::EncodeDigest(peer::FrameType::kDigest, {digest_.hash, digest_.entries}, &frame);
   link->SendFrame(frame);

@@ -84,7 +84,9 @@ class LocalInterest : public InterestObserver {
   };
 
   uint64_t Change(const Subscription& sub, int delta);
-  Attached* FindLocked(const PeerLink* link);
+  std::vector<Attached>::iterator FindLocked(const PeerLink* link);
+  // Stops sending to the link and drops its reference.
+  void DetachLocked(std::vector<Attached>::iterator it);
   void BeginSnapshotLocked(Attached& a);
 
   mutable std::mutex mu_;

@@ -151,7 +151,7 @@ void PeerLink::OnHandshakeFailed(const Transport& transport) {
   } else {
     why = std::string(transport.last_error()) +
           (options_.certificate_mode ? " (a certificate the peer CA did not sign, or none)"
-                                             : " (a different or missing cluster secret)");
+                                     : " (a different or missing cluster secret)");
   }
   LOG(WARNING) << "node " << options_.node_id << ": peer link " << id() << " " << remote_address()
                << ": TLS handshake failed: " << why;

@@ -86,6 +86,18 @@ int64_t Rss(MeshCluster& mesh, int i) {
   return varz && varz->contains("mem") ? (*varz)["mem"].get<int64_t>() : -1;
 }
 
+// Subscribes `client` to `subject` in `count` queue groups whose names are
+// `name_bytes` long ("g<i>." then padding); returns their sids.
+std::vector<int> JoinGroups(MeshClient& client, const std::string& subject, int count, size_t name_bytes) {
+  std::vector<int> sids;
+  for (int g = 0; g < count; ++g) {
+    std::string name = "g" + std::to_string(g) + ".";
+    name.resize(name_bytes, 'n');
+    sids.push_back(client.Sub(subject, name));
+  }
+  return sids;
+}
+
 class ClientBoundsTest : public MeshFixture {
  protected:
   // Two nodes with `args`, converged.
@@ -121,12 +133,7 @@ TEST_F(ClientBoundsTest, QueueGroupFloodNeverResetsTheLink) {
   ASSERT_TRUE(WaitFor(seconds(5), [&] { return !groups.errors().empty(); }));
   EXPECT_EQ(groups.errors().front(), "-ERR 'Invalid Queue Name: longer than 4000 bytes'");
 
-  std::vector<int> group_sids;
-  for (int g = 0; g < kGroups; ++g) {
-    std::string name = "g" + std::to_string(g) + ".";
-    name.resize(kNameBytes, 'n');
-    group_sids.push_back(groups.Sub("x", name));
-  }
+  const std::vector<int> group_sids = JoinGroups(groups, "x", kGroups, kNameBytes);
   const int x_sid = plain_x.Sub("x");
   const int y_sid = plain_y.Sub("y");
   groups.SubProbe();
@@ -201,12 +208,7 @@ TEST_F(ClientBoundsTest, AmplifyingBurstPausesThePublisherPerMessage) {
   ASSERT_TRUE(groups.Connect(mesh_->client_port(b), &error)) << error;
   ASSERT_TRUE(plain_x.Connect(mesh_->client_port(b), &error)) << error;
   ASSERT_TRUE(pub_x.Connect(mesh_->client_port(a), &error)) << error;
-  std::vector<int> group_sids;
-  for (int g = 0; g < kGroups; ++g) {
-    std::string name = "g" + std::to_string(g) + ".";
-    name.resize(kNameBytes, 'n');
-    group_sids.push_back(groups.Sub("x", name));
-  }
+  const std::vector<int> group_sids = JoinGroups(groups, "x", kGroups, kNameBytes);
   const int x_sid = plain_x.Sub("x");
   groups.SubProbe();
   plain_x.SubProbe();
