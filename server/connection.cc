@@ -233,8 +233,8 @@ void Connection::FlushFromAnyThread() {
 }
 
 bool Connection::Enqueue(const std::string_view* pieces, size_t count, size_t payload_bytes, bool is_message,
-                         CloseReason on_overflow, size_t* pending_after) {
-  switch (out_.Append(pieces, count, payload_bytes, is_message, pending_after)) {
+                         CloseReason on_overflow, size_t* pending_after, bool last) {
+  switch (out_.Append(pieces, count, payload_bytes, is_message, pending_after, last)) {
     case OutboundBuffer::AppendResult::kQueuedNeedsFlush:
       if (IoWorker* current = IoWorker::Current()) {
         current->ScheduleFlush(this);

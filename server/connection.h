@@ -69,9 +69,9 @@ class Connection : public SubscriberEndpoint {
   // limit) it is closed with `on_overflow` (asked for, so the close happens
   // after the caller's loop iteration) and false is returned; false also
   // when it is closing. The one append path: deliveries, peer frames and
-  // SendControl all come through here.
+  // SendControl all come through here. `last`: see OutboundBuffer::Append.
   bool Enqueue(const std::string_view* pieces, size_t count, size_t payload_bytes, bool is_message,
-               CloseReason on_overflow, size_t* pending_after = nullptr);
+               CloseReason on_overflow, size_t* pending_after = nullptr, bool last = false);
 
   // Any thread: after an append left `pending` bytes queued here, should the
   // client that produced it pause reading? Yes above the threshold while

@@ -161,11 +161,12 @@ void OutboundBuffer::CopyIn(const char* data, size_t n) {
 }
 
 OutboundBuffer::AppendResult OutboundBuffer::Append(const std::string_view* pieces, size_t count,
-                                                    size_t payload_bytes, bool is_message, size_t* pending_after) {
+                                                    size_t payload_bytes, bool is_message, size_t* pending_after,
+                                                    bool last) {
   size_t total = 0;
   for (size_t i = 0; i < count; ++i) total += pieces[i].size();
   std::lock_guard<std::mutex> lock(mu_);
-  if (closed_) return AppendResult::kClosed;
+  if (closed_ || sealed_) return AppendResult::kClosed;
   if (pending_ + total > max_pending_) return AppendResult::kOverLimit;
   // Over the node's budget, a connection that is behind (more than the
   // backpressure threshold still queued here, which its socket did not take)
@@ -187,6 +188,7 @@ OutboundBuffer::AppendResult OutboundBuffer::Append(const std::string_view* piec
     for (size_t i = 0; i < count; ++i) CopyIn(pieces[i].data(), pieces[i].size());
   }
   pending_ += total;
+  sealed_ = last;
   if (budget_ != nullptr) budget_->Add(total);
   if (pending_after != nullptr) *pending_after = pending_;
   if (is_message) {

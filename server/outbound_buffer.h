@@ -66,8 +66,11 @@ class OutboundBuffer {
   // Protocol replies (PONG, +OK, -ERR) count against max_pending too: a client
   // that never reads cannot grow them without bound. Any thread.
   // *pending_after, when given, receives the bytes queued after this append.
+  // `last` ends the stream: later appends are refused (kClosed) while what is
+  // queued is still written, so nothing can follow this append on the wire
+  // (a peer link's RETIRE).
   AppendResult Append(const std::string_view* pieces, size_t count, size_t payload_bytes, bool is_message,
-                      size_t* pending_after = nullptr);
+                      size_t* pending_after = nullptr, bool last = false);
 
   // Writes what it can without blocking. Any thread; a no-op returning kDone
   // when another thread is writing or the owner waits for EV_WRITE.
@@ -130,6 +133,7 @@ class OutboundBuffer {
   bool writing_ = false;          // a thread is between FillIov and Consume
   bool blocked_ = false;          // EAGAIN: only OnWritable writes
   bool closed_ = false;
+  bool sealed_ = false;  // an append was the last one: refuse more, keep writing
   bool close_fd_after_write_ = false;
   bool budget_cut_ = false;  // refused by the node's budget (counted once)
 };

@@ -380,10 +380,15 @@ void PeerLink::Retire() {
     return;
   }
   state_ = State::kRetiring;
-  retire_since_ms_ = MonotonicMs();
+  sending_snapshot_ = false;  // Activate detached us from our interest: the new link carries it
   std::string retire;
   peer::EncodeEmpty(peer::FrameType::kRetire, &retire);
-  SendOwn(retire);
+  // The last bytes we ever send here: no PONG, ack or ping may follow, since
+  // the peer closes once it has read our RETIRE, and bytes arriving at a
+  // closed socket make its kernel answer with a reset, which throws away
+  // whatever it had not yet read or sent. A sealed stream closes cleanly.
+  std::string_view piece(retire);
+  Enqueue(&piece, 1, 0, false, CloseReason::kPeerResync, nullptr, /*last=*/true);
   FinishRetireIfDrained();
 }
 
@@ -408,10 +413,20 @@ void PeerLink::OnTick(int64_t now) {
     Close(CloseReason::kAuthenticationTimeout, false);
     return;
   }
-  FinishRetireIfDrained();
-  if (closing()) return;
-  if (state_ == State::kRetiring && now - retire_since_ms_ >= o.handshake_timeout_ms) {
-    Close(CloseReason::kDuplicatePeer, true);
+  if (state_ == State::kRetiring) {
+    FinishRetireIfDrained();
+    if (closing()) return;
+    // Until its RETIRE the peer still writes here what it queued before it
+    // switched, so a retiring link is not cut for taking long, only for
+    // stopping: silence while we read (the peer lost the new link, or is
+    // gone) or no write progress (Connection's write deadline). Cutting a
+    // link that still moves would lose what is in it. We send nothing, not
+    // even pings, after our RETIRE.
+    if (!peer_retired_ && !reading_paused() && now - last_read_ms() >= o.handshake_timeout_ms) {
+      LOG(WARNING) << Describe() << ": retiring, but nothing received for " << now - last_read_ms()
+                   << " ms and no RETIRE; closing";
+      Close(CloseReason::kDuplicatePeer, true);
+    }
     return;
   }
   // Fixed-interval pings whatever the traffic, so a peer that vanished while

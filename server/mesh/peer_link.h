@@ -10,8 +10,9 @@
 // Life cycle: kHandshake -> kAuthenticated (reading paused; the mesh decides
 // whether this link becomes the node's link) -> kActive, or closed as a
 // duplicate or refused; an active link that a better one replaces goes
-// kRetiring: it sends RETIRE after its last frame and keeps reading until the
-// peer's RETIRE, so nothing in flight is lost. The link that replaces it
+// kRetiring: it sends RETIRE as its very last frame (the stream is sealed)
+// and keeps reading until the peer's RETIRE, then closes once its own bytes
+// are written, so nothing in flight is lost and no reset is ever sent. The link that replaces it
 // reads nothing until that RETIRE has been processed (or the old link
 // closed), so one publisher's messages are delivered in order across the
 // switch although the two links are read by different threads.
@@ -175,7 +176,6 @@ class PeerLink : public Connection {
   int64_t last_ping_ms_ = 0;
   int64_t ping_sent_ms_ = 0;
   std::atomic<int64_t> rtt_ms_{-1};  // read by monitoring
-  int64_t retire_since_ms_ = 0;
 };
 
 }  // namespace zmesh::server::mesh

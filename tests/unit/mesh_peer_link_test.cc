@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <mutex>
 #include <string>
@@ -123,22 +124,44 @@ class PeerLinkTest : public ::testing::Test {
           return true;
         }
       }
-      pollfd p{peer_fd_, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      char buf[4096];
-      const ssize_t n = ::recv(peer_fd_, buf, sizeof buf, 0);
-      if (n <= 0) return false;
-      std::string_view in(buf, static_cast<size_t>(n));
-      peer::Frame frame;
-      while (reader_.Next(&in, &frame) == peer::FrameReader::Status::kFrame) {
-        SentFrame f;
-        f.type = frame.type;
-        f.node_id = std::string(frame.hello.node_id);
-        f.seq = frame.type == peer::FrameType::kInterestAck ? frame.ack_seq : frame.digest.seq;
-        frames_.push_back(f);
-      }
+      if (ReadSome() <= 0) return false;
     }
     return false;
+  }
+
+  // Reads what the link sends until it closes its end (EOF), within 5 s;
+  // the frames are left in frames_.
+  bool ReadUntilClosed() {
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      const ssize_t n = ReadSome();
+      if (n == 0) return true;
+      if (n < 0 && errno != EAGAIN) return false;
+    }
+    return false;
+  }
+
+  // One read (50 ms at most) parsed into frames_: bytes read, 0 at EOF, -1
+  // with errno EAGAIN when nothing came.
+  ssize_t ReadSome() {
+    pollfd p{peer_fd_, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) {
+      errno = EAGAIN;
+      return -1;
+    }
+    char buf[4096];
+    const ssize_t n = ::recv(peer_fd_, buf, sizeof buf, 0);
+    if (n <= 0) return n;
+    std::string_view in(buf, static_cast<size_t>(n));
+    peer::Frame frame;
+    while (reader_.Next(&in, &frame) == peer::FrameReader::Status::kFrame) {
+      SentFrame f;
+      f.type = frame.type;
+      f.node_id = std::string(frame.hello.node_id);
+      f.seq = frame.type == peer::FrameType::kInterestAck ? frame.ack_seq : frame.digest.seq;
+      frames_.push_back(f);
+    }
+    return n;
   }
 
   // HELLO both ways, then the mesh's part: activate with a node.
@@ -254,6 +277,37 @@ TEST_F(PeerLinkTest, ProtocolErrorClosesAndWithdrawsTheInterest) {
   ASSERT_TRUE(testing::WaitFor(5s, [&] { return delegate_.Saw("closed"); }));
   EXPECT_EQ(node_->interest_count(), 0u);
   EXPECT_FALSE(node_->link());
+}
+
+// RETIRE is the last thing a retiring link sends: the peer closes once it
+// has read it, and anything arriving after that (a PONG, an INTEREST_ACK)
+// would meet a closed socket, whose reset throws away data the peer had not
+// read yet (messages lost across a link replacement). The link itself closes
+// only after the peer's RETIRE, so it reads everything the peer sent first.
+TEST_F(PeerLinkTest, RetireIsTheLastFrameAndTheLinkClosesAfterThePeersRetire) {
+  Handshake();
+  PeerLink* link = link_;
+  worker_.loop()->RunInLoop([link] { link->Retire(); });
+  ASSERT_TRUE(Expect(peer::FrameType::kRetire));
+  frames_.clear();
+  // What the peer still had queued before it switched: a ping, an interest
+  // change and a message, each of which used to draw a reply.
+  std::string frames;
+  peer::EncodeEmpty(peer::FrameType::kPing, &frames);
+  peer::EncodeInterest({"late", "", 1, 1}, &frames);
+  peer::EncodeMsgHeader("late", "", -1, nullptr, 0, 4, &frames);
+  frames += "tail";
+  Send(frames);
+  ASSERT_TRUE(testing::WaitFor(5s, [&] { return sink_.messages().size() == 1; }));
+  EXPECT_FALSE(delegate_.Saw("closed")) << "closed before the peer's RETIRE: what it still sends would be lost";
+  std::string retire;
+  peer::EncodeEmpty(peer::FrameType::kRetire, &retire);
+  Send(retire);
+  ASSERT_TRUE(ReadUntilClosed());
+  EXPECT_TRUE(frames_.empty()) << "the link sent " << frames_.size() << " frame(s) after its RETIRE, first type "
+                               << static_cast<int>(frames_.front().type);
+  EXPECT_TRUE(testing::WaitFor(5s, [&] { return delegate_.Saw("closed"); }));
+  EXPECT_EQ(sink_.messages(), std::vector<std::string>{"late|tail|plain"});
 }
 
 TEST_F(PeerLinkTest, FramesBeforeHelloAreRefused) {

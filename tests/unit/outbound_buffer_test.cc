@@ -66,6 +66,21 @@ Append AppendText(OutboundBuffer& out, std::string_view text, size_t* pending_af
   return out.Append(&text, 1, 0, false, pending_after);
 }
 
+// A last append seals the stream: what is queued is still written, nothing
+// may follow it (a peer link's RETIRE must be the last frame on the wire).
+TEST(OutboundBufferTest, ALastAppendRefusesLaterAppendsButIsWritten) {
+  ScriptedTransport t;
+  OutboundBuffer out(-1, &t, 1 << 20);
+  EXPECT_EQ(AppendText(out, "data "), Append::kQueuedNeedsFlush);
+  const std::string_view last = "RETIRE";
+  EXPECT_EQ(out.Append(&last, 1, 0, false, nullptr, /*last=*/true), Append::kQueued);
+  EXPECT_EQ(AppendText(out, "PONG"), Append::kClosed);
+  EXPECT_EQ(out.Flush(), Flush::kDone);
+  EXPECT_EQ(t.written, "data RETIRE");
+  EXPECT_EQ(AppendText(out, "PONG"), Append::kClosed) << "still sealed once written";
+  EXPECT_EQ(out.pending_bytes(), 0u);
+}
+
 TEST(OutboundBufferTest, FlushWritesAppendsInOrderAndEmptiesTheBuffer) {
   ScriptedTransport t;
   OutboundBuffer out(-1, &t, 1 << 20);
