@@ -58,6 +58,7 @@ constexpr Field kFields[] = {
     {"headers", ReadBool<&ConnectOptions::headers>},
     {"no_responders", ReadBool<&ConnectOptions::no_responders>},
     {"sig", ReadString<&ConnectOptions::sig>},
+    {"move_token", ReadString<&ConnectOptions::move_token>},
     {"jwt", ReadString<&ConnectOptions::jwt>},
     {"nkey", ReadString<&ConnectOptions::nkey>},
     {"account", ReadString<&ConnectOptions::account>},
@@ -119,6 +120,7 @@ std::string EncodeConnect(const ConnectOptions& o) {
   Put(&j, "nkey", o.nkey);
   Put(&j, "account", o.account);
   Put(&j, "new_account", o.new_account);
+  Put(&j, "move_token", o.move_token);
   return json_value::Dump(j);
 }
 

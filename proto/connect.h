@@ -41,6 +41,9 @@ struct ConnectOptions {
   std::optional<std::string> nkey;
   std::optional<std::string> account;
   std::optional<bool> new_account;
+  // zmesh: this connection is the new end of a planned move (the token the
+  // client will send to its old node in MOVE); docs/design-lossless-moves.md.
+  std::optional<std::string> move_token;
 
   bool operator==(const ConnectOptions&) const = default;
 };

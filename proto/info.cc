@@ -45,6 +45,7 @@ InfoLineParts EncodeInfoLineParts(const Info& info) {
   }
   if (info.lame_duck) p.tail += ",\"ldm\":true";
   if (!info.zmesh_version.empty()) p.tail += ",\"zmesh_version\":" + Quote(info.zmesh_version);
+  if (info.move) p.tail += ",\"move\":true";
   return p;
 }
 
@@ -107,6 +108,7 @@ bool DecodeInfo(std::string_view text, Info* out, std::string* error) {
   }
   info.lame_duck = GetBool(j, "ldm");
   info.zmesh_version = GetString(j, "zmesh_version");
+  info.move = GetBool(j, "move");
   *out = std::move(info);
   return true;
 }

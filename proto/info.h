@@ -43,6 +43,9 @@ struct Info {
   std::optional<std::vector<std::string>> connect_urls;
   bool lame_duck = false;  // "ldm": the node is leaving; clients move elsewhere
   std::string zmesh_version;  // empty: omitted (not a zmesh node)
+  // "move": the node takes part in lossless client moves (CONNECT
+  // move_token, MOVE / MOVED; docs/design-lossless-moves.md).
+  bool move = false;
 
   bool operator==(const Info&) const = default;
 };

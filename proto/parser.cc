@@ -24,6 +24,8 @@ bool TakesSeparatedArg(OpType t) {
     case OpType::kSub:
     case OpType::kUnsub:
     case OpType::kErr:
+    case OpType::kMove:
+    case OpType::kMoved:
       return true;
     default:
       return false;
@@ -90,14 +92,14 @@ ParseStatus Parser::StartKeyword(char c) {
   switch (Upper(c)) {
     case 'P':
       keyword_ = nullptr;  // PUB, PING or PONG: decided by the next byte
+      op_type_ = OpType::kPing;
       break;
     case 'H':
       keyword_ = role_ == Role::kServer ? "HPUB" : "HMSG";
       op_type_ = role_ == Role::kServer ? OpType::kHPub : OpType::kHMsg;
       break;
     case 'M':
-      if (role_ == Role::kServer) return Fail(ParseError::kUnknownOp, std::string_view(&c, 1));
-      keyword_ = "MSG";
+      keyword_ = nullptr;  // MSG (to a client), MOVE (to a server) or MOVED: the next byte decides
       op_type_ = OpType::kMsg;
       break;
     case 'S':
@@ -160,7 +162,16 @@ ParseStatus Parser::Next(std::string_view* input, Op* op) {
 
       case State::kKeyword: {
         const char c = Upper(input->front());
-        if (keyword_ == nullptr) {  // after 'P'
+        if (keyword_ == nullptr && op_type_ == OpType::kMsg) {  // after 'M'
+          if (c == 'S' && role_ == Role::kClient) {
+            keyword_ = "MSG";
+          } else if (c == 'O') {
+            keyword_ = role_ == Role::kServer ? "MOVE" : "MOVED";
+            op_type_ = role_ == Role::kServer ? OpType::kMove : OpType::kMoved;
+          } else {
+            return Fail(ParseError::kUnknownOp, input->substr(0, 1));
+          }
+        } else if (keyword_ == nullptr) {  // after 'P'
           if (c == 'U' && role_ == Role::kServer) {
             keyword_ = "PUB", op_type_ = OpType::kPub;
           } else if (c == 'I') {

@@ -36,6 +36,9 @@ enum class OpType : uint8_t {
   kPong,
   kOk,
   kErr,      // arg = the text after "-ERR ", quotes included
+  // zmesh planned moves (docs/design-lossless-moves.md); arg = the token.
+  kMove,   // client -> its old node: cut over to the new connection
+  kMoved,  // old node -> client: nothing more comes on this connection
 };
 
 // One parsed operation. Views point into the caller's input or into the

@@ -184,6 +184,30 @@ TEST(ParserTest, UnknownOperations) {
   }
 }
 
+// zmesh's planned-move ops: MOVE goes to a server, MOVED to a client, and
+// neither disturbs the ops that share their first letter.
+TEST(ParserTest, MoveAndMovedShareTheirFirstLetterWithMsg) {
+  Outcome server = FeedAllSplits("MOVE 0123abcd\r\nPING\r\nmove 9f\r\n");
+  ASSERT_EQ(server.error, ParseError::kNone);
+  ASSERT_EQ(server.ops.size(), 3u);
+  EXPECT_EQ(server.ops[0].type, OpType::kMove);
+  EXPECT_EQ(server.ops[0].arg, "0123abcd");
+  EXPECT_EQ(server.ops[1].type, OpType::kPing);
+  EXPECT_EQ(server.ops[2].arg, "9f");
+  Outcome client = FeedAllSplits("MSG a 1 2\r\nhi\r\nMOVED 0123abcd\r\nPONG\r\nMSG b 1 0\r\n\r\n", Parser::Role::kClient);
+  ASSERT_EQ(client.error, ParseError::kNone);
+  ASSERT_EQ(client.ops.size(), 4u);
+  EXPECT_EQ(client.ops[0].type, OpType::kMsg);
+  EXPECT_EQ(client.ops[1].type, OpType::kMoved);
+  EXPECT_EQ(client.ops[1].arg, "0123abcd");
+  EXPECT_EQ(client.ops[2].type, OpType::kPong);
+  EXPECT_EQ(client.ops[3].subject, "b");
+  for (const char* bad : {"MOVED x\r\n", "MOVE\r\n", "MX\r\n"}) {
+    EXPECT_EQ(FeedAllSplits(bad).error, ParseError::kUnknownOp) << bad;
+  }
+  EXPECT_EQ(FeedAllSplits("MOVE x\r\n", Parser::Role::kClient).error, ParseError::kUnknownOp);
+}
+
 TEST(ParserTest, OpsBeforeAnErrorAreReturned) {
   Outcome o = FeedAllSplits("PING\r\nXYZ\r\n");
   ASSERT_EQ(o.ops.size(), 1u);
