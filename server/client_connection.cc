@@ -190,10 +190,15 @@ void ClientConnection::HandleOp(const proto::Op& op) {
       LOG(WARNING) << "cid=" << id() << " client error: " << op.arg;
       Close(CloseReason::kParseError, /*flush=*/true);
       return;
+    case proto::OpType::kMove:
+      // Until moves are served, MOVE is what it is to nats-server.
+      ErrAndClose("Unknown Protocol Operation", CloseReason::kProtocolViolation);
+      return;
     case proto::OpType::kInfo:
     case proto::OpType::kOk:
     case proto::OpType::kMsg:
     case proto::OpType::kHMsg:
+    case proto::OpType::kMoved:
       return;  // ignored from clients, as nats-server does
   }
 }
