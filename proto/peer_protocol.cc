@@ -127,6 +127,12 @@ void EncodeLeaving(const Leaving& l, std::string* out) {
   Finish(at, 0, out);
 }
 
+void EncodeMoveFrame(FrameType type, uint64_t token, std::string* out) {
+  const size_t at = Begin(type, out);
+  PutU64(token, out);
+  Finish(at, 0, out);
+}
+
 void EncodeMsgHeader(std::string_view subject, std::string_view reply, int32_t header_size,
                      const std::string_view* queues, size_t queue_count, size_t payload_size, std::string* header,
                      bool queues_only) {
@@ -269,6 +275,9 @@ bool FrameReader::Decode(std::string_view body, uint8_t type, Frame* f) {
       return c.U64(&f->ack_seq) && c.done();
     case FrameType::kLeaving:
       return c.U64(&f->leaving.drain_ms) && c.done();
+    case FrameType::kCut:
+    case FrameType::kMark:
+      return c.U64(&f->move_token) && c.done();
     case FrameType::kMsg:
     case FrameType::kMsgQueues: {
       f->msg.queues_only = f->type == FrameType::kMsgQueues;

@@ -51,6 +51,10 @@ enum class FrameType : uint8_t {
   kMsgQueues = 0x21,  // the same message for more of the listed groups only (no plain subscriber)
   kRetire = 0x30,     // the sender sends nothing more on this link
   kLeaving = 0x31,    // the sender left the mesh (znode deleted) and drains its clients for up to N ms
+  // Planned client moves (docs/design-lossless-moves.md); sent only to nodes
+  // whose znode announces "moves".
+  kCut = 0x32,   // token: a client of the sender moves; the sender has cut (a MARK too); cut yours
+  kMark = 0x33,  // token: the sender's cut: what it forwarded before this frame precedes it
 };
 
 struct Hello {
@@ -101,6 +105,7 @@ struct Frame {
   Leaving leaving;
   Msg msg;
   uint64_t ack_seq = 0;  // INTEREST_ACK
+  uint64_t move_token = 0;  // CUT, MARK
 };
 
 class FrameReader {
@@ -132,6 +137,8 @@ void EncodeEmpty(FrameType type, std::string* out);  // PING, PONG, SYNC_BEGIN, 
 void EncodeInterest(const Interest& interest, std::string* out);
 void EncodeDigest(FrameType type, const Digest& digest, std::string* out);  // SYNC_END, DIGEST
 void EncodeLeaving(const Leaving& leaving, std::string* out);
+// CUT or MARK for a move.
+void EncodeMoveFrame(FrameType type, uint64_t token, std::string* out);
 void EncodeInterestAck(uint64_t seq, std::string* out);
 
 // --- validation: peer input is checked like client input (SPEC §3) ---

@@ -26,12 +26,13 @@ constexpr std::string_view kOk = "+OK\r\n";
 
 }  // namespace
 
-ClientConnection::ClientConnection(ServerContext* ctx, InterestObserver* interest, IoWorker* worker, int fd,
-                                   uint64_t id, std::string remote_ip, int remote_port)
+ClientConnection::ClientConnection(ServerContext* ctx, InterestObserver* interest, MoveCoordinator* moves,
+                                   IoWorker* worker, int fd, uint64_t id, std::string remote_ip, int remote_port)
     : Connection(Kind::kClient, worker, fd, id, remote_ip + ":" + std::to_string(remote_port),
                  ctx->options.max_pending_bytes),
       ctx_(ctx),
       interest_(interest),
+      moves_(moves),
       remote_ip_(std::move(remote_ip)),
       remote_port_(remote_port),
       parser_(proto::Parser::Role::kServer,
@@ -165,6 +166,11 @@ void ClientConnection::HandleParseError() {
 }
 
 void ClientConnection::HandleOp(const proto::Op& op) {
+  if (moving_out_ && op.type != proto::OpType::kPing && op.type != proto::OpType::kPong) {
+    // Anything after MOVE would come after our cut (docs/design-lossless-moves.md).
+    ErrAndClose("Operation After Move", CloseReason::kProtocolViolation);
+    return;
+  }
   switch (op.type) {
     case proto::OpType::kPub:
     case proto::OpType::kHPub:
@@ -191,8 +197,7 @@ void ClientConnection::HandleOp(const proto::Op& op) {
       Close(CloseReason::kParseError, /*flush=*/true);
       return;
     case proto::OpType::kMove:
-      // Until moves are served, MOVE is what it is to nats-server.
-      ErrAndClose("Unknown Protocol Operation", CloseReason::kProtocolViolation);
+      HandleMove(op);
       return;
     case proto::OpType::kInfo:
     case proto::OpType::kOk:
@@ -216,6 +221,7 @@ void ClientConnection::HandleConnect(std::string_view json_text) {
   echo_ = opts.echo.value_or(echo_);
   no_responders_ = opts.no_responders.value_or(no_responders_);
   headers_.store(opts.headers.value_or(headers_.load()), std::memory_order_relaxed);
+  if (opts.move_token && !BeginMoveIn(*opts.move_token)) return;  // refused and closed
   parser_.set_headers_allowed(headers_supported());
   name_ = opts.name.value_or("");
   lang_ = opts.lang.value_or("");
@@ -306,8 +312,13 @@ void ClientConnection::HandlePub(const proto::Op& op) {
     return;
   }
   if (verbose_) SendOk();
-  Message msg{op.subject, op.reply, op.payload, op.header_size};
-  const bool delivered = ctx_->router.PublishFromClient(worker(), this, echo_, msg);
+  Message msg{op.subject, op.reply, op.payload, op.header_size, /*origin=*/{}};
+  bool delivered;
+  {
+    // One message is wholly before or wholly after a planned move's cut.
+    std::lock_guard<std::mutex> gate(ctx_->forward_gate.Shared(worker()->index()));
+    delivered = ctx_->router.PublishFromClient(worker(), this, echo_, msg);
+  }
   if (!delivered && no_responders_ && !msg.reply.empty()) SendNoResponders(msg.reply);
 }
 
@@ -378,7 +389,9 @@ void ClientConnection::Withdraw(Subscription* sub) {
   ctx_->subscription_count.fetch_sub(1, std::memory_order_relaxed);
   sub->set_closed();  // deliveries already matched skip it
   ctx_->index.Remove(sub);
-  if (interest_ != nullptr) interest_seq_ = std::max(interest_seq_, interest_->OnLocalUnsubscribe(*sub));
+  if (interest_ != nullptr && !interest_withdrawn_) {
+    interest_seq_ = std::max(interest_seq_, interest_->OnLocalUnsubscribe(*sub));
+  }
   sub->Unref();
 }
 
@@ -480,6 +493,7 @@ void ClientConnection::OnTick(int64_t now) {
 
 void ClientConnection::OnClose(CloseReason reason) {
   loop()->AssertInLoopThread();
+  ForgetMoves();
   for (auto& [sid, sub] : subs_) Withdraw(sub);
   const size_t subs = subs_.size();
   subs_.clear();

@@ -36,14 +36,17 @@ namespace zmesh::server {
 
 struct ServerContext;
 class InterestObserver;
+class MoveCoordinator;
+class MoveFilter;
 class Subscription;
 
 class ClientConnection : public Connection, public DeliveryEndpoint {
  public:
   // `interest` (null on a standalone node) learns of our subscriptions and
-  // runs the interest barrier; it outlives every client connection.
-  ClientConnection(ServerContext* ctx, InterestObserver* interest, IoWorker* worker, int fd, uint64_t id,
-                   std::string remote_ip, int remote_port);
+  // runs the interest barrier; `moves` (null on a standalone node) cuts the
+  // mesh's streams for planned moves. Both outlive every client connection.
+  ClientConnection(ServerContext* ctx, InterestObserver* interest, MoveCoordinator* moves, IoWorker* worker, int fd,
+                   uint64_t id, std::string remote_ip, int remote_port);
 
   // Read by publishers on any thread.
   bool headers_supported() const { return headers_.load(std::memory_order_relaxed); }
@@ -137,8 +140,24 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
 
   bool awaiting_auth() const { return auth_required_ && !connect_received_; }
 
+  // Planned moves (client_move.cc; docs/design-lossless-moves.md), owner
+  // thread. CONNECT move_token: this connection is the new end of a move.
+  bool BeginMoveIn(std::string_view token);
+  // MOVE <token>: this connection is the old end; it delivers what every
+  // node published before its cut, then MOVED.
+  void HandleMove(const proto::Op& op);
+  // Every node has cut: withdraw our interest, wait for the peers to apply
+  // that, then take the subscriptions out and write MOVED as the last thing.
+  void FinishMoveOut();
+  // The connection closes: the coordinator forgets its moves.
+  void ForgetMoves();
+  // Any thread: whether the move (if any) lets `msg` through to `sub`.
+  bool MoveAccepts(const Subscription* sub, const Message& msg) const;
+  void InstallMoveFilter(std::shared_ptr<MoveFilter> filter);
+
   ServerContext* const ctx_;
   InterestObserver* const interest_;
+  MoveCoordinator* const moves_;
   const std::string remote_ip_;
   const int remote_port_;
   proto::Parser parser_;
@@ -181,6 +200,16 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
   };
   std::deque<HeldPongs> held_pongs_;
   bool awaiting_peers_ = false;  // a barrier wait for held_pongs_.front() is posted
+
+  // The move this connection is an end of. Deliveries on other threads read
+  // move_view_; a later move replaces the filter and keeps the earlier one
+  // alive (retired) for the connection's lifetime.
+  std::shared_ptr<MoveFilter> move_;
+  std::atomic<MoveFilter*> move_view_{nullptr};
+  std::vector<std::shared_ptr<MoveFilter>> retired_moves_;
+  bool moving_out_ = false;          // MOVE received: nothing but PING/PONG from the client now
+  std::string move_token_text_;      // as the client wrote it: MOVED echoes it
+  bool interest_withdrawn_ = false;  // our interest is already withdrawn from the mesh
 };
 
 }  // namespace zmesh::server

@@ -15,6 +15,7 @@ namespace zmesh::server {
 
 bool ClientConnection::Deliver(IoWorker* worker, Subscription* sub, proto::MsgFrame& frame, const Message& msg,
                                DeliveryEndpoint* source) {
+  if (!MoveAccepts(sub, msg)) return false;  // the other end of a planned move delivers it
   const uint64_t max = sub->max_msgs();
   const uint64_t n = sub->CountDelivery();
   if (max != 0) {
@@ -56,7 +57,7 @@ void ClientConnection::SendNoResponders(std::string_view reply) {
   const MatchResult* r = worker()->match_cache().Lookup(reply);
   for (Subscription* sub : r->plain) {
     if (sub->owner() != this || sub->closed()) continue;
-    Message status{reply, {}, proto::kNoRespondersHeaders, static_cast<int64_t>(proto::kNoRespondersHeaders.size())};
+    Message status{reply, {}, proto::kNoRespondersHeaders, static_cast<int64_t>(proto::kNoRespondersHeaders.size()), {}};
     proto::MsgFrame frame(status.subject, status.reply, status.payload, status.header_size);
     Deliver(worker(), sub, frame, status, nullptr);
     return;

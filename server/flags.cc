@@ -42,6 +42,9 @@ DEFINE_int64(anti_entropy_interval_ms, 30000,
 DEFINE_int64(interest_barrier_timeout_ms, 5000,
              "A client's PING after SUB/UNSUB is answered once every peer applied the change; a peer that has not "
              "within this long is logged, counted and its link reset (it re-syncs), then the PONG goes out");
+DEFINE_int64(move_timeout_ms, 10000,
+             "A planned client move (a zmesh client leaving a lame-duck node) waits this long at most for every "
+             "node's cut; past it the old node finishes and the new one delivers everything");
 DEFINE_int64(peer_max_pending_bytes, 256ll << 20,
              "Bytes waiting to be written to one peer link (at most 16 GiB); beyond it the link is reset and re-synced");
 DEFINE_int32(threads, 0, "I/O threads serving connections; 0 = number of cores");
@@ -145,6 +148,7 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   o->join_grace_ms = FLAGS_join_grace_ms;
   o->anti_entropy_interval_ms = FLAGS_anti_entropy_interval_ms;
   o->interest_barrier_timeout_ms = FLAGS_interest_barrier_timeout_ms;
+  o->move_timeout_ms = std::max<int64_t>(FLAGS_move_timeout_ms, 1);
   o->peer_max_pending_bytes = static_cast<size_t>(std::max<int64_t>(FLAGS_peer_max_pending_bytes, 1 << 20));
   o->threads = FLAGS_threads > 0 ? FLAGS_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   o->max_payload = FLAGS_max_payload;

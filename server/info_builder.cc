@@ -24,6 +24,7 @@ void InfoBuilder::Rebuild() {
   if (!connect_urls_.empty()) info.connect_urls = connect_urls_;
   info.lame_duck = lame_duck_;
   info.zmesh_version = fields_.zmesh_version;
+  info.move = fields_.move;
   snapshot_ = std::make_shared<const proto::InfoLineParts>(proto::EncodeInfoLineParts(info));
 }
 

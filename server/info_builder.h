@@ -30,6 +30,7 @@ struct InfoStatic {
   bool tls_required = false;
   bool tls_verify = false;  // client certificates required
   int64_t max_payload = 0;
+  bool move = false;  // part of a mesh: zmesh clients can move losslessly (INFO "move")
 };
 
 class InfoBuilder {

@@ -104,6 +104,7 @@ bool Server::Start(std::string* error) {
   info.tls_required = !options_.tls_cert.empty();
   info.tls_verify = options_.tls_verify_clients;
   info.max_payload = options_.max_payload;
+  info.move = !options_.zk.empty();
   ServerContext::Init init;
   init.node_id = options_.node_id;
   if (init.node_id.empty()) init.node_id = "node-" + info.server_id.substr(1, 8);
@@ -205,6 +206,7 @@ bool Server::StartMesh(std::string* error) {
   mo.join_grace_ms = options_.join_grace_ms;
   mo.anti_entropy_interval_ms = options_.anti_entropy_interval_ms;
   mo.interest_barrier_timeout_ms = options_.interest_barrier_timeout_ms;
+  mo.move_timeout_ms = options_.move_timeout_ms;
   mo.peer_max_pending_bytes = options_.peer_max_pending_bytes;
   // 64 KiB beyond the payload and the control lines: room for the queue
   // names of one MSG frame (proto::peer::kMaxQueueListBytes).
@@ -308,8 +310,9 @@ void Server::OnAccept(int fd, const PeerAddress& peer) {
   ServerContext* ctx = ctx_.get();
   // Standalone, or the mesh (which the client port waits for, so it is set by now).
   InterestObserver* interest = mesh_ ? mesh_->interest() : nullptr;
-  worker->loop()->QueueInLoop([ctx, interest, worker, fd, cid, peer, over_limit] {
-    auto* conn = new ClientConnection(ctx, interest, worker, fd, cid, peer.ip, peer.port);
+  MoveCoordinator* moves = mesh_ ? mesh_->moves() : nullptr;
+  worker->loop()->QueueInLoop([ctx, interest, moves, worker, fd, cid, peer, over_limit] {
+    auto* conn = new ClientConnection(ctx, interest, moves, worker, fd, cid, peer.ip, peer.port);
     conn->Start();
     if (over_limit) {
       LOG(WARNING) << "cid=" << cid << " " << peer.ip << ":" << peer.port << " refused: maximum connections ("

@@ -20,6 +20,7 @@
 #include "auth/authenticator.h"
 #include "auth/tls_context.h"
 #include "server/closed_connections.h"
+#include "server/forward_gate.h"
 #include "server/info_builder.h"
 #include "server/options.h"
 #include "server/pending_budget.h"
@@ -50,6 +51,7 @@ struct ServerContext {
         tls(std::move(init.tls)),
         broadcast_info(std::move(init.broadcast_info)),
         router(),
+        forward_gate(opts.threads),
         client_pending(opts.max_pending_bytes_total),
         info(std::move(init.info)) {}
 
@@ -61,6 +63,7 @@ struct ServerContext {
   const std::function<void()> broadcast_info;                 // see Init
   const Router router;
 
+  ForwardGate forward_gate;      // local publishes vs. a planned move's cut
   PendingBudget client_pending;  // bytes queued to all clients (--max_pending_bytes_total)
   SubjectIndex index;
   InfoBuilder info;

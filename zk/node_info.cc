@@ -18,6 +18,7 @@ std::string EncodeNodeInfo(const NodeInfo& node) {
       {"started_ms", node.started_ms},
       {"incarnation", node.incarnation},
   };
+  if (node.moves) json["moves"] = true;
   // `replace` instead of throwing: a field with invalid UTF-8 must not take
   // the node down; the id and URLs we write are ASCII anyway.
   return json.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
@@ -51,6 +52,7 @@ std::optional<NodeInfo> DecodeNodeInfo(std::string_view data) {
   if (auto it = json.find("incarnation"); it != json.end() && it->is_number_unsigned()) {
     node.incarnation = it->get<uint64_t>();
   }
+  if (auto it = json.find("moves"); it != json.end() && it->is_boolean()) node.moves = it->get<bool>();
   return node;
 }
 

@@ -31,6 +31,9 @@ struct NodeInfo {
   // Random per process start. The znode owns the node id: peers accept links
   // only from the incarnation it names (0 = not stated, e.g. a client's view).
   uint64_t incarnation = 0;
+  // The node takes part in planned client moves (CUT/MARK peer frames);
+  // nodes send those frames only to nodes that announce it.
+  bool moves = false;
 
   bool operator==(const NodeInfo&) const = default;
 };

@@ -22,8 +22,9 @@ Mesh::Mesh(ServerContext* ctx, MeshOptions options, EventLoop* main_loop, std::v
       main_loop_(main_loop),
       workers_(std::move(workers)),
       registry_(std::move(registry)),
+      moves_([this](uint64_t token) { main_loop_->QueueInLoop([this, token] { Cut(token, /*initiate=*/true); }); }),
       router_sink_(&ctx->router),
-      link_context_{&options_, &interest_, this, &router_sink_},
+      link_context_{&options_, &interest_, this, &router_sink_, &moves_},
       listener_(main_loop, [this](int fd, const PeerAddress& from) { Accept(fd, from); }),
       connector_(main_loop, options_.peer_listen.host, options_.dial_timeout_ms) {}
 
@@ -58,6 +59,30 @@ void Mesh::Leave(int64_t drain_ms, std::function<void()> done) {
     if (p.active) p.active->SendFrame(frame);
   }
   registry_->Unregister(std::move(done));
+}
+
+void Mesh::OnMoveCut(PeerLink* link, uint64_t token) {
+  (void)link;
+  main_loop_->QueueInLoop([this, token] { Cut(token, /*initiate=*/false); });
+}
+
+void Mesh::Cut(uint64_t token, bool initiate) {
+  main_loop_->AssertInLoopThread();
+  std::string frame;
+  proto::peer::EncodeMoveFrame(initiate ? proto::peer::FrameType::kCut : proto::peer::FrameType::kMark, token, &frame);
+  std::vector<std::string> marked;
+  {
+    ForwardGateCut cut(&ctx_->forward_gate);
+    for (auto& [id, p] : peers_) {
+      // A node without moves would reset the link on an unknown frame; it
+      // is not waited for either (its messages are as lossy as before).
+      if (!p.info.moves || !p.node) continue;
+      if (p.node->SendOnLink(frame)) marked.push_back(id);
+    }
+    moves_.CutMade(token, marked);  // marks our own publishes, inside the cut
+  }
+  VLOG(1) << "mesh " << options_.node_id << ": cut for move " << std::hex << token << std::dec << " sent to "
+          << marked.size() << " peer(s)" << (initiate ? " (our client moves)" : "");
 }
 
 void Mesh::OnPeerLeaving(PeerLink* link, uint64_t drain_ms) {
@@ -327,6 +352,7 @@ void Mesh::HandleClosed(RefPtr<PeerLink> link) {
   if (was_active) {
     p.active = RefPtr<PeerLink>();
     p.synced = false;
+    moves_.OriginGone(it->first);  // nothing more comes from it: no move waits for its cut
   }
   // Back off after losing the link, and after a dial that never got as far
   // as an authenticated link (TLS or authentication refused, wrong node).
@@ -356,6 +382,7 @@ void Mesh::MaybeFinishJoin(bool timed_out) {
   self.peer_url = options_.peer_url;
   self.version = options_.version;
   self.started_ms = ctx_->started_unix_ms;
+  self.moves = true;
   self.incarnation = options_.incarnation;
   registry_->Register(self, [this](bool ok, const std::string& error) {
     if (!ok) {
@@ -374,6 +401,7 @@ void Mesh::MaybeFinishJoin(bool timed_out) {
 void Mesh::Tick() {
   main_loop_->AssertInLoopThread();
   const int64_t now = MonotonicMs();
+  moves_.Expire(now, options_.move_timeout_ms);
   if (!have_members_) {
     LOG_EVERY_N(INFO, 200) << "mesh " << options_.node_id << ": still waiting for ZooKeeper membership";
     return;

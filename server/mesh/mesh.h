@@ -41,6 +41,7 @@
 #include "server/listener.h"
 #include "server/mesh/local_interest.h"
 #include "server/mesh/mesh_options.h"
+#include "server/mesh/move_table.h"
 #include "server/mesh/peer_link.h"
 #include "server/mesh/peer_link_delegate.h"
 #include "zk/registry.h"
@@ -96,6 +97,7 @@ class Mesh final : public PeerLinkDelegate {
 
   const MeshOptions& options() const { return options_; }
   LocalInterest* interest() { return &interest_; }
+  MoveCoordinator* moves() { return &moves_; }
   ServerContext* ctx() const { return ctx_; }
   const HostPort& peer_address() const { return listener_.bound(); }
 
@@ -105,6 +107,7 @@ class Mesh final : public PeerLinkDelegate {
   void OnLinkClosed(PeerLink* link) override;
   void OnPeerLeaving(PeerLink* link, uint64_t drain_ms) override;
   void OnInterestRepair(PeerLink*) override { repairs_.fetch_add(1, std::memory_order_relaxed); }
+  void OnMoveCut(PeerLink* link, uint64_t token) override;
 
   // Any thread: a snapshot for monitoring.
   std::vector<PeerStatus> Status() const;
@@ -165,6 +168,10 @@ class Mesh final : public PeerLinkDelegate {
   // The next dial to `p` waits twice as long as the last (DialBackoff).
   void BackOff(Peer& p);
   void UpdateConnectUrls();
+  // This node's cut for a planned move: under the forward gate, marks our
+  // own publishes and writes CUT (we started it) or MARK on the link to
+  // every peer that takes part in moves (docs/design-lossless-moves.md).
+  void Cut(uint64_t token, bool initiate);
   void SnapshotStatus();
 
   ServerContext* const ctx_;
@@ -173,6 +180,7 @@ class Mesh final : public PeerLinkDelegate {
   const std::vector<IoWorker*> workers_;
   std::unique_ptr<zk::Registry> registry_;
   LocalInterest interest_;
+  MoveTable moves_;
   RouterSink router_sink_;
   PeerLink::Context link_context_;  // every link's view of this mesh
   Listener listener_;

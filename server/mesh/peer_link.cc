@@ -6,6 +6,7 @@
 #include "server/event_loop.h"
 #include "server/io_worker.h"
 #include "server/mesh/local_interest.h"
+#include "server/mesh/move_table.h"
 #include "server/mesh/peer_node.h"
 
 namespace zmesh::server::mesh {
@@ -29,6 +30,7 @@ PeerLink::PeerLink(const Context& context, IoWorker* worker, int fd, uint64_t id
       interest_(context.interest),
       delegate_(context.delegate),
       sink_(context.sink),
+      moves_(context.moves),
       direction_(direction),
       expected_node_id_(std::move(expected_node_id)),
       expected_incarnation_(expected_incarnation),
@@ -254,6 +256,13 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
     case peer::FrameType::kLeaving:
       delegate_->OnPeerLeaving(this, f.leaving.drain_ms);
       return;
+    case peer::FrameType::kCut:
+    case peer::FrameType::kMark:
+      // Here, in stream order: the peer's messages before this frame were
+      // judged before the mark, those after it will be judged after.
+      if (moves_ != nullptr) moves_->Mark(f.move_token, peer_node_id_);
+      if (f.type == peer::FrameType::kCut) delegate_->OnMoveCut(this, f.move_token);
+      return;
     case peer::FrameType::kHello:
     case peer::FrameType::kPing:
     case peer::FrameType::kPong:
@@ -315,7 +324,7 @@ void PeerLink::HandleMsg(const peer::Msg& msg) {
     stats.Add(stats.in_msgs, 1);
     stats.Add(stats.in_bytes, msg.payload.size());
   }
-  Message m{msg.subject, msg.reply, msg.payload, msg.header_size};
+  Message m{msg.subject, msg.reply, msg.payload, msg.header_size, peer_node_id_};
   sink_->OnPeerMessage(worker(), m, msg.queues, /*to_plain=*/!msg.queues_only);
 }
 

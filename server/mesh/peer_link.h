@@ -46,6 +46,7 @@ class PeerKeyring;
 namespace zmesh::server::mesh {
 
 class LocalInterest;
+class MoveTable;
 class PeerNode;
 
 class PeerLink : public Connection {
@@ -60,6 +61,7 @@ class PeerLink : public Connection {
     LocalInterest* interest = nullptr;  // our interest: snapshots, changes, acknowledgements
     Delegate* delegate = nullptr;       // life-cycle notifications
     PeerMessageSink* sink = nullptr;    // messages the peer forwards
+    MoveTable* moves = nullptr;         // planned client moves: the peer's cuts (null: none)
   };
 
   // `expected_node_id`, `expected_incarnation`: for a link we dialled, the
@@ -147,6 +149,7 @@ class PeerLink : public Connection {
   LocalInterest* const interest_;
   Delegate* const delegate_;
   PeerMessageSink* const sink_;
+  MoveTable* const moves_;
   const Direction direction_;
   const std::string expected_node_id_;
   const uint64_t expected_incarnation_;

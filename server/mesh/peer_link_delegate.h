@@ -36,6 +36,8 @@ class PeerLinkDelegate {
   virtual void OnPeerLeaving(PeerLink* link, uint64_t drain_ms) = 0;
   // Anti-entropy found the peer's interest diverged; a RESYNC was sent.
   virtual void OnInterestRepair(PeerLink* link) = 0;
+  // The peer asks for our cut of a planned client move (CUT).
+  virtual void OnMoveCut(PeerLink* link, uint64_t token) = 0;
 
  protected:
   ~PeerLinkDelegate() = default;

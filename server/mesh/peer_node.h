@@ -59,6 +59,10 @@ class PeerNode : public SubscriberEndpoint, public PeerForwarder {
   bool Forward(const Message& msg, const std::string_view* queues, size_t queue_count,
                RefPtr<Connection>* busy_link) override;
 
+  // Any thread: appends `frame` to the active link in the order of
+  // forwarded messages (a cut's MARK). False without a link.
+  bool SendOnLink(std::string_view frame);
+
   // Makes `link` the active link; returns the one it replaces. Any thread.
   RefPtr<PeerLink> SwapLink(PeerLink* link);
   // If `link` is active: clears it and the node's interest; true if it was.

@@ -219,7 +219,7 @@ bool MeshClient::Connect(uint16_t port, std::string* error, milliseconds timeout
   setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   reader_ = std::thread([this] { ReadLoop(); });
   if (!SendAll("CONNECT {\"verbose\":false,\"pedantic\":false,\"echo\":true,\"name\":\"" + name_ +
-               "\",\"lang\":\"mesh-test\",\"version\":\"1\",\"protocol\":1,\"headers\":true}\r\n")) {
+               "\",\"lang\":\"mesh-test\",\"version\":\"1\",\"protocol\":1,\"headers\":true" + connect_extra_ + "}\r\n")) {
     *error = name_ + ": CONNECT failed";
     return false;
   }
@@ -368,6 +368,10 @@ bool MeshClient::ParseBuffered() {
       SendAll("PONG\r\n");
     } else if (line == "PONG") {
       ++pongs_;
+    } else if (line.rfind("MOVED ", 0) == 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      moved_ = line.substr(6);
+      messages_before_moved_ = messages_;
     } else if (line.rfind("INFO ", 0) == 0 || line == "+OK") {
       // INFO again when the membership changes (connect_urls): nothing to do.
     } else {
@@ -379,8 +383,24 @@ bool MeshClient::ParseBuffered() {
   return true;
 }
 
+std::string MeshClient::moved() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return moved_;
+}
+
+uint64_t MeshClient::messages_before_moved() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return messages_before_moved_;
+}
+
+uint64_t MeshClient::messages() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return messages_;
+}
+
 void MeshClient::Record(int sid, const std::string& subject, const std::string& payload) {
   std::lock_guard<std::mutex> lock(mu_);
+  ++messages_;
   Receipts& r = receipts_[sid];
   ++r.subjects[subject];
   std::string publisher;

@@ -126,6 +126,16 @@ class MeshClient {
   // -ERR lines received.
   std::vector<std::string> errors() const;
 
+  // Planned moves (docs/design-lossless-moves.md), played by hand: extra
+  // CONNECT fields (before Connect; e.g. ,"move_token":"..."), a raw
+  // protocol line, and the token of the MOVED received ("" until then)
+  // with the messages recorded before it.
+  void set_connect_extra(std::string fields) { connect_extra_ = std::move(fields); }
+  bool SendRaw(const std::string& bytes) { return SendAll(bytes); }
+  std::string moved() const;
+  uint64_t messages_before_moved() const;
+  uint64_t messages() const;
+
  private:
   bool SendAll(const std::string& bytes);
   void ReadLoop();
@@ -147,6 +157,10 @@ class MeshClient {
   mutable std::mutex mu_;  // guards receipts_, errors_
   std::map<int, Receipts> receipts_;
   std::vector<std::string> errors_;
+  std::string moved_;                 // guarded by mu_
+  uint64_t messages_ = 0;             // guarded by mu_
+  uint64_t messages_before_moved_ = 0;  // guarded by mu_
+  std::string connect_extra_;
   std::string in_;  // reader thread only
 };
 

@@ -41,6 +41,7 @@ class RecordingDelegate : public PeerLinkDelegate {
   void OnLinkClosed(PeerLink*) override { Note("closed"); }
   void OnPeerLeaving(PeerLink*, uint64_t drain_ms) override { Note("leaving " + std::to_string(drain_ms)); }
   void OnInterestRepair(PeerLink*) override { Note("repair"); }
+  void OnMoveCut(PeerLink*, uint64_t token) override { Note("cut " + std::to_string(token)); }
 
   bool Saw(const std::string& event) {
     std::lock_guard<std::mutex> lock(mu_);

@@ -39,6 +39,7 @@ class NullDelegate : public PeerLinkDelegate {
   void OnLinkClosed(PeerLink*) override {}
   void OnPeerLeaving(PeerLink*, uint64_t) override {}
   void OnInterestRepair(PeerLink*) override {}
+  void OnMoveCut(PeerLink*, uint64_t) override {}
 };
 
 class NullSink : public PeerMessageSink {
@@ -228,7 +229,7 @@ TEST_F(PeerNodeTest, DropLinkIfClearsTheInterest) {
 
 TEST_F(PeerNodeTest, ForwardWithoutALinkReturnsFalse) {
   RefPtr<Connection> busy;
-  const Message msg{"a.b", "", "hello", -1};
+  const Message msg{"a.b", "", "hello", -1, {}};
   EXPECT_FALSE(node_->Forward(msg, nullptr, 0, &busy));
   EXPECT_FALSE(busy);
 }
@@ -238,8 +239,8 @@ TEST_F(PeerNodeTest, ForwardWritesOneMessageNamingItsGroups) {
   node_->SwapLink(a);
   RefPtr<Connection> busy;
   const std::string_view groups[] = {"g1", "g2"};
-  EXPECT_TRUE(node_->Forward(Message{"a.b", "", "hello", -1}, groups, 2, &busy));
-  EXPECT_TRUE(node_->Forward(Message{"a.c", "", "world", -1}, nullptr, 0, &busy));
+  EXPECT_TRUE(node_->Forward(Message{"a.b", "", "hello", -1, {}}, groups, 2, &busy));
+  EXPECT_TRUE(node_->Forward(Message{"a.c", "", "world", -1, {}}, nullptr, 0, &busy));
   EXPECT_FALSE(busy);  // far below the backpressure threshold
   std::vector<std::string> frames;
   ASSERT_TRUE(testing::WaitFor(2s, [&] {
@@ -290,7 +291,7 @@ TEST_F(PeerNodeTest, ForwardIsNotBlockedWhileInterestIsApplied) {
   std::atomic<bool> forwarded{false};
   std::thread publisher([&] {
     RefPtr<Connection> busy;
-    forwarded = node_->Forward(Message{"first", "", "payload", -1}, nullptr, 0, &busy);
+    forwarded = node_->Forward(Message{"first", "", "payload", -1, {}}, nullptr, 0, &busy);
   });
   const bool done_while_held = testing::WaitFor(5s, [&] { return forwarded.load(); });
   EXPECT_TRUE(node_->IsActive(a));  // the link lock is free as well

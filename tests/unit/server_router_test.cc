@@ -113,7 +113,7 @@ class RouterTest : public ::testing::Test {
 
   bool Publish(FakeClient* source, std::string_view subject, bool echo = true, std::string_view reply = "",
                std::string_view payload = "hello") {
-    const Message msg{subject, reply, payload, -1};
+    const Message msg{subject, reply, payload, -1, {}};
     return router_.PublishFromClient(worker_.get(), source, echo, msg);
   }
 
@@ -297,7 +297,7 @@ TEST_F(RouterTest, APeersMessageReachesLocalSubscribersOnlyAndNamedGroups) {
   Remote(n1, "orders.new");
   Remote(n1, "orders.new", "billing", 1);
 
-  const Message msg{"orders.new", "", "hello", -1};
+  const Message msg{"orders.new", "", "hello", -1, {}};
   router_.PublishFromPeer(worker_.get(), msg, {"billing", "billing"});  // a repeated name counts once
   EXPECT_EQ(local->received.size(), 1u);
   EXPECT_EQ(member->received.size(), 1u);

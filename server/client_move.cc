@@ -1,0 +1,119 @@
+// ClientConnection's part in planned moves (docs/design-lossless-moves.md):
+// the new end filters what nodes published before their cut, the old end
+// what they published after it, and the old end writes MOVED once it has
+// delivered all it owes. The mesh side (cuts, marks) is MoveCoordinator.
+#include <charconv>
+
+#include <glog/logging.h>
+
+#include "server/client_connection.h"
+#include "server/event_loop.h"
+#include "server/forward_gate.h"
+#include "server/interest_observer.h"
+#include "server/io_worker.h"
+#include "server/message.h"
+#include "server/move_coordinator.h"
+#include "server/server_context.h"
+#include "server/subscription.h"
+
+namespace zmesh::server {
+namespace {
+
+// 1 to 16 hex digits (the client sends 16: 64 random bits).
+bool ParseMoveToken(std::string_view text, uint64_t* token) {
+  if (text.empty() || text.size() > 16) return false;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *token, 16);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+}  // namespace
+
+void ClientConnection::InstallMoveFilter(std::shared_ptr<MoveFilter> filter) {
+  if (move_) {
+    // A move out right after a move in: the earlier move stops filtering.
+    move_->Finish();
+    moves_->Forget(move_.get());
+    retired_moves_.push_back(move_);
+  }
+  move_ = std::move(filter);
+  move_view_.store(move_.get(), std::memory_order_release);
+}
+
+bool ClientConnection::BeginMoveIn(std::string_view token_text) {
+  loop()->AssertInLoopThread();
+  uint64_t token = 0;
+  if (!ParseMoveToken(token_text, &token)) {
+    ErrAndClose("Invalid Move Token", CloseReason::kProtocolViolation);
+    return false;
+  }
+  if (moves_ == nullptr || move_) return true;  // standalone, or a repeated CONNECT: nothing to cut
+  auto filter = std::make_shared<MoveFilter>(MoveFilter::Side::kIncoming, token, MonotonicMs());
+  InstallMoveFilter(filter);
+  moves_->MoveIn(std::move(filter));
+  VLOG(1) << "cid=" << id() << " is the new end of move " << std::hex << token;
+  return true;
+}
+
+void ClientConnection::HandleMove(const proto::Op& op) {
+  loop()->AssertInLoopThread();
+  if (moves_ == nullptr) {  // standalone: nowhere to move, as nats-server sees it
+    ErrAndClose("Unknown Protocol Operation", CloseReason::kProtocolViolation);
+    return;
+  }
+  uint64_t token = 0;
+  if (!ParseMoveToken(op.arg, &token)) {
+    ErrAndClose("Invalid Move Token", CloseReason::kProtocolViolation);
+    return;
+  }
+  moving_out_ = true;
+  move_token_text_ = std::string(op.arg);
+  auto filter = std::make_shared<MoveFilter>(MoveFilter::Side::kOutgoing, token, MonotonicMs());
+  InstallMoveFilter(filter);
+  LOG(INFO) << "node " << ctx_->node_id << ": cid=" << id() << " moves (token " << std::hex << token << std::dec
+            << ", " << subs_.size() << " subscriptions)";
+  RefPtr<ClientConnection> self(this);
+  moves_->MoveOut(std::move(filter), [self] { self->loop()->QueueInLoop([self] { self->FinishMoveOut(); }); });
+}
+
+void ClientConnection::FinishMoveOut() {
+  loop()->AssertInLoopThread();
+  if (closing() || !moving_out_ || interest_withdrawn_) return;
+  // Withdraw our interest but keep the subscriptions until every peer has
+  // applied that: a queue message a peer chose us for before it did is on
+  // its way and must still be delivered here.
+  uint64_t seq = 0;
+  if (interest_ != nullptr) {
+    for (auto& [sid, sub] : subs_) seq = std::max(seq, interest_->OnLocalUnsubscribe(*sub));
+  }
+  interest_withdrawn_ = true;
+  RefPtr<ClientConnection> self(this);
+  auto moved = [self] {
+    if (self->closing()) return;
+    {
+      // No local publish is between routing and delivery while the
+      // subscriptions go: MOVED is the last thing on this connection.
+      ForwardGateCut cut(&self->ctx_->forward_gate);
+      self->move_->Finish();
+      for (auto& [sid, sub] : self->subs_) self->Withdraw(sub);
+      self->subs_.clear();
+    }
+    self->SendControl({"MOVED ", self->move_token_text_, "\r\n"});
+    LOG(INFO) << "node " << self->ctx_->node_id << ": cid=" << self->id() << " moved (token "
+              << self->move_token_text_ << ")";
+  };
+  if (interest_ == nullptr || interest_->AwaitPeers(seq, [self, moved] { self->loop()->QueueInLoop(moved); })) {
+    moved();
+  }
+}
+
+void ClientConnection::ForgetMoves() {
+  if (move_ && moves_ != nullptr) moves_->Forget(move_.get());
+}
+
+bool ClientConnection::MoveAccepts(const Subscription* sub, const Message& msg) const {
+  const MoveFilter* filter = move_view_.load(std::memory_order_acquire);
+  // A queue message goes to one member mesh-wide: never dropped, never doubled.
+  return filter == nullptr || sub->is_queue() || filter->Accepts(msg.origin);
+}
+
+}  // namespace zmesh::server

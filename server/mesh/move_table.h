@@ -1,0 +1,64 @@
+#pragma once
+
+// The node's planned moves in progress (docs/design-lossless-moves.md): the
+// filters of its client connections that are the old or new end of a move,
+// by token, and the marks that complete them.
+//
+// A cut is the Mesh's job (it knows the links); the table asks for one
+// through `cut` (which posts to the main thread) and hears back through
+// Expect. Marks come from the links, on their threads, in stream order.
+//
+// Threading: any thread; one mutex. Completion callbacks run outside it,
+// on the thread whose call completed the move.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "server/move_coordinator.h"
+
+namespace zmesh::server::mesh {
+
+class MoveTable final : public MoveCoordinator {
+ public:
+  // `cut(token)`: make this node's cut for `token` (any thread; the mesh
+  // posts it to its loop).
+  explicit MoveTable(std::function<void(uint64_t token)> cut) : cut_(std::move(cut)) {}
+
+  // MoveCoordinator.
+  void MoveOut(std::shared_ptr<MoveFilter> filter, std::function<void()> cuts_done) override;
+  void MoveIn(std::shared_ptr<MoveFilter> filter) override;
+  void Forget(const MoveFilter* filter) override;
+
+  // A peer's MARK or CUT for `token` (its link's thread).
+  void Mark(uint64_t token, std::string_view origin);
+  // This node cut for `token` (main thread, right after the cut): marks
+  // this node and names the peers the cut went to.
+  void CutMade(uint64_t token, const std::vector<std::string>& peers);
+  // A peer's link is gone: nothing more comes from it, in every move.
+  void OriginGone(std::string_view origin);
+  // Moves older than `timeout_ms` stop waiting (the mesh's tick).
+  void Expire(int64_t now_ms, int64_t timeout_ms);
+
+  size_t size() const;
+
+ private:
+  struct Entry {
+    std::shared_ptr<MoveFilter> filter;
+    std::function<void()> done;  // outgoing: the old connection finishes
+  };
+  // Runs `step` on every entry (all, or those of `token`) and then, outside
+  // the lock, the callbacks of those it completed.
+  void Apply(const uint64_t* token, const std::function<bool(MoveFilter&)>& step);
+
+  const std::function<void(uint64_t)> cut_;
+  mutable std::mutex mu_;
+  std::multimap<uint64_t, Entry> moves_;
+};
+
+}  // namespace zmesh::server::mesh

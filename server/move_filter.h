@@ -1,0 +1,73 @@
+#pragma once
+
+// Which plain messages a moving client's connection takes, by the node they
+// were published at (docs/design-lossless-moves.md). Every node X cuts its
+// forwarding stream once per move (a MARK on every link): the old node
+// delivers to the client only what X published before its cut
+// (kOutgoing), the new node only what X published after it (kIncoming).
+// Queue-group deliveries are never filtered (each goes to one member only).
+//
+// Origins are node ids; "" is this node (local publishers).
+//
+// Threading: any thread; one mutex, touched only by deliveries to a
+// connection that is in a move. Marks of one origin arrive on the thread
+// that reads that origin's link, in stream order with its messages, so a
+// message and the mark after it are judged in that order.
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <absl/container/flat_hash_set.h>
+
+namespace zmesh::server {
+
+class MoveFilter {
+ public:
+  enum class Side : uint8_t { kIncoming, kOutgoing };
+
+  MoveFilter(Side side, uint64_t token, int64_t started_ms) : side_(side), token_(token), started_ms_(started_ms) {}
+  MoveFilter(const MoveFilter&) = delete;
+  MoveFilter& operator=(const MoveFilter&) = delete;
+
+  Side side() const { return side_; }
+  uint64_t token() const { return token_; }
+  int64_t started_ms() const { return started_ms_; }
+
+  // Whether a plain message published at `origin` goes to this client.
+  bool Accepts(std::string_view origin) const;
+
+  // `origin` has cut (its MARK or CUT arrived, or its link is gone: nothing
+  // more comes from it). True when this completed the move's cuts (once).
+  bool Mark(std::string_view origin);
+  // This node's cut went to `origins` (the peers linked at that moment);
+  // the cut is complete when they and this node have marked. True when this
+  // completed it (once).
+  bool Expect(std::vector<std::string> origins);
+  // Ends the filtering: an incoming filter takes everything from now on
+  // (the cut completed, or the move gave up waiting), an outgoing one
+  // nothing (the old connection delivered its last message). True the first
+  // time the cut is reported complete by this call.
+  bool Finish();
+
+  bool complete() const;
+  bool finished() const;
+
+ private:
+  bool CompleteLocked() const;
+  bool ReportLocked();
+
+  const Side side_;
+  const uint64_t token_;
+  const int64_t started_ms_;
+  mutable std::mutex mu_;
+  absl::flat_hash_set<std::string> marked_;
+  std::vector<std::string> expected_;
+  bool expecting_ = false;  // this node has cut
+  bool finished_ = false;
+  bool reported_ = false;   // completion was reported
+};
+
+}  // namespace zmesh::server

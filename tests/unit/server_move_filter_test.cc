@@ -1,0 +1,87 @@
+// The bookkeeping of planned moves (docs/design-lossless-moves.md): which
+// node's messages each end of a move delivers, and when a move's cuts are
+// complete.
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <vector>
+
+#include "server/mesh/move_table.h"
+#include "server/move_filter.h"
+
+namespace zmesh::server {
+namespace {
+
+using Side = MoveFilter::Side;
+
+TEST(MoveFilterTest, TheNewEndTakesEachNodesMessagesFromItsCutOn) {
+  MoveFilter f(Side::kIncoming, 7, 0);
+  EXPECT_FALSE(f.Accepts("")) << "our own publishes before our cut belong to the old end";
+  EXPECT_FALSE(f.Accepts("n1"));
+  EXPECT_FALSE(f.Mark("n1")) << "incomplete: we have not cut yet";
+  EXPECT_TRUE(f.Accepts("n1"));
+  EXPECT_FALSE(f.Accepts("n3"));
+  EXPECT_FALSE(f.Mark("")) << "our cut has not named its peers yet";
+  EXPECT_FALSE(f.Expect({"n1", "n3"}));
+  EXPECT_TRUE(f.Accepts(""));
+  EXPECT_FALSE(f.complete());
+  EXPECT_TRUE(f.Mark("n3")) << "the last expected cut completes the move";
+  EXPECT_FALSE(f.Mark("n3")) << "completion is reported once";
+  EXPECT_TRUE(f.Accepts("n9")) << "a node that joined after the cut never marks: complete takes everything";
+}
+
+TEST(MoveFilterTest, TheOldEndTakesEachNodesMessagesUntilItsCut) {
+  MoveFilter f(Side::kOutgoing, 7, 0);
+  EXPECT_TRUE(f.Accepts("n1"));
+  f.Mark("n1");
+  EXPECT_FALSE(f.Accepts("n1"));
+  EXPECT_TRUE(f.Accepts(""));
+  f.Mark("");
+  EXPECT_FALSE(f.Accepts(""));
+  EXPECT_TRUE(f.Accepts("n2"));
+  EXPECT_TRUE(f.Expect({"n1"})) << "every node linked at our cut has cut";
+  EXPECT_TRUE(f.Accepts("n2")) << "a joiner's messages still go out until the connection finishes";
+  EXPECT_FALSE(f.Finish()) << "already reported";
+  EXPECT_FALSE(f.Accepts("n2")) << "after MOVED nothing more";
+}
+
+TEST(MoveTableTest, AMoveOutCutsAndReportsOnceEveryPeerHasCut) {
+  std::vector<uint64_t> cuts;
+  mesh::MoveTable table([&cuts](uint64_t token) { cuts.push_back(token); });
+  auto out = std::make_shared<MoveFilter>(Side::kOutgoing, 42, 0);
+  int done = 0;
+  table.MoveOut(out, [&done] { ++done; });
+  EXPECT_EQ(cuts, std::vector<uint64_t>{42});
+  table.CutMade(42, {"n2", "n3"});
+  EXPECT_FALSE(out->Accepts("")) << "our own cut is marked with it";
+  table.Mark(42, "n2");
+  table.Mark(99, "n3");  // another move's mark
+  EXPECT_EQ(done, 0);
+  table.OriginGone("n3");  // its link dropped: nothing more comes from it
+  EXPECT_EQ(done, 1);
+  table.Mark(42, "n3");
+  EXPECT_EQ(done, 1);
+  table.Forget(out.get());
+  EXPECT_EQ(table.size(), 0u);
+}
+
+TEST(MoveTableTest, AMoveThatTimesOutStopsWaiting) {
+  mesh::MoveTable table([](uint64_t) {});
+  auto in = std::make_shared<MoveFilter>(Side::kIncoming, 5, /*started_ms=*/1000);
+  auto out = std::make_shared<MoveFilter>(Side::kOutgoing, 6, /*started_ms=*/1000);
+  table.MoveIn(in);
+  int done = 0;
+  table.MoveOut(out, [&done] { ++done; });
+  table.Expire(/*now_ms=*/1500, /*timeout_ms=*/1000);
+  EXPECT_FALSE(in->Accepts("n1"));
+  EXPECT_EQ(done, 0);
+  table.Expire(2000, 1000);
+  EXPECT_TRUE(in->Accepts("n1")) << "the new end delivers everything once it gives up waiting";
+  EXPECT_EQ(done, 1) << "the old end finishes";
+  table.Expire(3000, 1000);
+  EXPECT_EQ(done, 1);
+}
+
+}  // namespace
+}  // namespace zmesh::server
