@@ -59,6 +59,7 @@ constexpr Field kFields[] = {
     {"no_responders", ReadBool<&ConnectOptions::no_responders>},
     {"sig", ReadString<&ConnectOptions::sig>},
     {"move_token", ReadString<&ConnectOptions::move_token>},
+    {"moves", ReadBool<&ConnectOptions::moves>},
     {"jwt", ReadString<&ConnectOptions::jwt>},
     {"nkey", ReadString<&ConnectOptions::nkey>},
     {"account", ReadString<&ConnectOptions::account>},
@@ -121,6 +122,7 @@ std::string EncodeConnect(const ConnectOptions& o) {
   Put(&j, "account", o.account);
   Put(&j, "new_account", o.new_account);
   Put(&j, "move_token", o.move_token);
+  Put(&j, "moves", o.moves);
   return json_value::Dump(j);
 }
 

@@ -44,6 +44,9 @@ struct ConnectOptions {
   // zmesh: this connection is the new end of a planned move (the token the
   // client will send to its old node in MOVE); docs/design-lossless-moves.md.
   std::optional<std::string> move_token;
+  // zmesh: the client can make planned moves (the node may ask it to, with
+  // INFO "move_to", to balance connections).
+  std::optional<bool> moves;
 
   bool operator==(const ConnectOptions&) const = default;
 };

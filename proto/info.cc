@@ -46,6 +46,7 @@ InfoLineParts EncodeInfoLineParts(const Info& info) {
   if (info.lame_duck) p.tail += ",\"ldm\":true";
   if (!info.zmesh_version.empty()) p.tail += ",\"zmesh_version\":" + Quote(info.zmesh_version);
   if (info.move) p.tail += ",\"move\":true";
+  if (!info.move_to.empty()) p.tail += ",\"move_to\":" + Quote(info.move_to);
   return p;
 }
 
@@ -109,6 +110,7 @@ bool DecodeInfo(std::string_view text, Info* out, std::string* error) {
   info.lame_duck = GetBool(j, "ldm");
   info.zmesh_version = GetString(j, "zmesh_version");
   info.move = GetBool(j, "move");
+  info.move_to = GetString(j, "move_to");
   *out = std::move(info);
   return true;
 }

@@ -46,6 +46,9 @@ struct Info {
   // "move": the node takes part in lossless client moves (CONNECT
   // move_token, MOVE / MOVED; docs/design-lossless-moves.md).
   bool move = false;
+  // "move_to": sent to one client that can move (CONNECT "moves"): please
+  // move to this node now (rebalancing). Empty: omitted.
+  std::string move_to;
 
   bool operator==(const Info&) const = default;
 };

@@ -133,6 +133,12 @@ void EncodeMoveFrame(FrameType type, uint64_t token, std::string* out) {
   Finish(at, 0, out);
 }
 
+void EncodeLoad(uint64_t clients, std::string* out) {
+  const size_t at = Begin(FrameType::kLoad, out);
+  PutU64(clients, out);
+  Finish(at, 0, out);
+}
+
 void EncodeMsgHeader(std::string_view subject, std::string_view reply, int32_t header_size,
                      const std::string_view* queues, size_t queue_count, size_t payload_size, std::string* header,
                      bool queues_only) {
@@ -278,6 +284,8 @@ bool FrameReader::Decode(std::string_view body, uint8_t type, Frame* f) {
     case FrameType::kCut:
     case FrameType::kMark:
       return c.U64(&f->move_token) && c.done();
+    case FrameType::kLoad:
+      return c.U64(&f->load_clients) && c.done();
     case FrameType::kMsg:
     case FrameType::kMsgQueues: {
       f->msg.queues_only = f->type == FrameType::kMsgQueues;

@@ -55,6 +55,7 @@ enum class FrameType : uint8_t {
   // whose znode announces "moves".
   kCut = 0x32,   // token: a client of the sender moves; the sender has cut (a MARK too); cut yours
   kMark = 0x33,  // token: the sender's cut: what it forwarded before this frame precedes it
+  kLoad = 0x34,  // clients: the sender's client connections (rebalancing), every second or so
 };
 
 struct Hello {
@@ -106,6 +107,7 @@ struct Frame {
   Msg msg;
   uint64_t ack_seq = 0;  // INTEREST_ACK
   uint64_t move_token = 0;  // CUT, MARK
+  uint64_t load_clients = 0;  // LOAD
 };
 
 class FrameReader {
@@ -139,6 +141,7 @@ void EncodeDigest(FrameType type, const Digest& digest, std::string* out);  // S
 void EncodeLeaving(const Leaving& leaving, std::string* out);
 // CUT or MARK for a move.
 void EncodeMoveFrame(FrameType type, uint64_t token, std::string* out);
+void EncodeLoad(uint64_t clients, std::string* out);
 void EncodeInterestAck(uint64_t seq, std::string* out);
 
 // --- validation: peer input is checked like client input (SPEC §3) ---

@@ -222,6 +222,7 @@ void ClientConnection::HandleConnect(std::string_view json_text) {
   no_responders_ = opts.no_responders.value_or(no_responders_);
   headers_.store(opts.headers.value_or(headers_.load()), std::memory_order_relaxed);
   if (opts.move_token && !BeginMoveIn(*opts.move_token)) return;  // refused and closed
+  movable_ = opts.moves.value_or(false);
   parser_.set_headers_allowed(headers_supported());
   name_ = opts.name.value_or("");
   lang_ = opts.lang.value_or("");
@@ -474,6 +475,7 @@ void ClientConnection::OnTick(int64_t now) {
     ErrAndClose("Authentication Timeout", CloseReason::kAuthenticationTimeout);
     return;
   }
+  if (movable_) MaybeAskToMove(now);
   // While we are not reading this client (backpressure, a password being
   // checked) its PONGs wait unread: it is not stale, we are not looking.
   if (reading_paused()) return;

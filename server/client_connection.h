@@ -154,6 +154,9 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
   // Any thread: whether the move (if any) lets `msg` through to `sub`.
   bool MoveAccepts(const Subscription* sub, const Message& msg) const;
   void InstallMoveFilter(std::shared_ptr<MoveFilter> filter);
+  // Owner thread, from the tick: asks this client to move when the mesh's
+  // rebalancer wants one of ours elsewhere.
+  void MaybeAskToMove(int64_t now);
 
   ServerContext* const ctx_;
   InterestObserver* const interest_;
@@ -208,6 +211,8 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
   std::atomic<MoveFilter*> move_view_{nullptr};
   std::vector<std::shared_ptr<MoveFilter>> retired_moves_;
   bool moving_out_ = false;          // MOVE received: nothing but PING/PONG from the client now
+  bool movable_ = false;             // CONNECT "moves": the client follows INFO move_to
+  bool asked_to_move_ = false;       // it was sent one (once per connection)
   std::string move_token_text_;      // as the client wrote it: MOVED echoes it
   bool interest_withdrawn_ = false;  // our interest is already withdrawn from the mesh
 };

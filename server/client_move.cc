@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include <glog/logging.h>
+#include <nlohmann/json.hpp>
 
 #include "server/client_connection.h"
 #include "server/event_loop.h"
@@ -50,6 +51,7 @@ bool ClientConnection::BeginMoveIn(std::string_view token_text) {
   auto filter = std::make_shared<MoveFilter>(MoveFilter::Side::kIncoming, token, MonotonicMs());
   InstallMoveFilter(filter);
   moves_->MoveIn(std::move(filter));
+  ctx_->moves.in.fetch_add(1, std::memory_order_relaxed);
   VLOG(1) << "cid=" << id() << " is the new end of move " << std::hex << token;
   return true;
 }
@@ -98,12 +100,32 @@ void ClientConnection::FinishMoveOut() {
       self->subs_.clear();
     }
     self->SendControl({"MOVED ", self->move_token_text_, "\r\n"});
+    self->ctx_->moves.out.fetch_add(1, std::memory_order_relaxed);
     LOG(INFO) << "node " << self->ctx_->node_id << ": cid=" << self->id() << " moved (token "
               << self->move_token_text_ << ")";
   };
   if (interest_ == nullptr || interest_->AwaitPeers(seq, [self, moved] { self->loop()->QueueInLoop(moved); })) {
     moved();
   }
+}
+
+void ClientConnection::MaybeAskToMove(int64_t now) {
+  // A client that just arrived (perhaps moved here) is left alone for a
+  // while, so a mesh in flux does not bounce it from node to node.
+  constexpr int64_t kSettleMs = 5000;
+  if (asked_to_move_ || moving_out_ || awaiting_auth() || now - created_ms() < kSettleMs) return;
+  std::string target;
+  if (!ctx_->rebalance.Take(&target)) return;
+  asked_to_move_ = true;
+  ctx_->moves.rebalance_requests.fetch_add(1, std::memory_order_relaxed);
+  // The whole INFO, as every INFO is (a client replaces what it knew), plus
+  // where to go.
+  std::string info = ctx_->info.ForClient(id(), remote_ip_);
+  const size_t end = info.rfind('}');
+  if (end == std::string::npos) return;
+  info.insert(end, ",\"move_to\":" + nlohmann::json(target).dump());
+  SendControl(info);
+  VLOG(1) << "cid=" << id() << " asked to move to " << target << " (rebalancing)";
 }
 
 void ClientConnection::ForgetMoves() {

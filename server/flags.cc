@@ -45,6 +45,10 @@ DEFINE_int64(interest_barrier_timeout_ms, 5000,
 DEFINE_int64(move_timeout_ms, 10000,
              "A planned client move (a zmesh client leaving a lame-duck node) waits this long at most for every "
              "node's cut; past it the old node finishes and the new one delivers everything");
+DEFINE_bool(rebalance, true,
+            "Keep client connections balanced across the mesh: a node above the average asks some of its zmesh "
+            "clients (those that can move losslessly) to move to the least loaded node");
+DEFINE_int32(rebalance_moves_per_s, 10, "At most this many clients a node asks to move per second when rebalancing");
 DEFINE_int64(peer_max_pending_bytes, 256ll << 20,
              "Bytes waiting to be written to one peer link (at most 16 GiB); beyond it the link is reset and re-synced");
 DEFINE_int32(threads, 0, "I/O threads serving connections; 0 = number of cores");
@@ -149,6 +153,8 @@ bool OptionsFromFlags(Options* o, std::string* error) {
   o->anti_entropy_interval_ms = FLAGS_anti_entropy_interval_ms;
   o->interest_barrier_timeout_ms = FLAGS_interest_barrier_timeout_ms;
   o->move_timeout_ms = std::max<int64_t>(FLAGS_move_timeout_ms, 1);
+  o->rebalance = FLAGS_rebalance;
+  o->rebalance_moves_per_s = std::max(FLAGS_rebalance_moves_per_s, 0);
   o->peer_max_pending_bytes = static_cast<size_t>(std::max<int64_t>(FLAGS_peer_max_pending_bytes, 1 << 20));
   o->threads = FLAGS_threads > 0 ? FLAGS_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   o->max_payload = FLAGS_max_payload;

@@ -40,6 +40,8 @@ struct Options {
   int64_t anti_entropy_interval_ms = 30000;
   int64_t interest_barrier_timeout_ms = 5000;
   int64_t move_timeout_ms = 10000;
+  bool rebalance = true;
+  int rebalance_moves_per_s = 10;
   size_t peer_max_pending_bytes = 256u << 20;
 
   // Threads.

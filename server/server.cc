@@ -207,6 +207,8 @@ bool Server::StartMesh(std::string* error) {
   mo.anti_entropy_interval_ms = options_.anti_entropy_interval_ms;
   mo.interest_barrier_timeout_ms = options_.interest_barrier_timeout_ms;
   mo.move_timeout_ms = options_.move_timeout_ms;
+  mo.rebalance = options_.rebalance;
+  mo.rebalance_moves_per_s = options_.rebalance_moves_per_s;
   mo.peer_max_pending_bytes = options_.peer_max_pending_bytes;
   // 64 KiB beyond the payload and the control lines: room for the queue
   // names of one MSG frame (proto::peer::kMaxQueueListBytes).

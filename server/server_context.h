@@ -24,6 +24,7 @@
 #include "server/info_builder.h"
 #include "server/options.h"
 #include "server/pending_budget.h"
+#include "server/rebalance_order.h"
 #include "server/router.h"
 #include "server/subject_index.h"
 
@@ -68,6 +69,8 @@ struct ServerContext {
   SubjectIndex index;
   InfoBuilder info;
   ClosedConnections closed;  // recently closed clients, for monitoring
+  RebalanceOrder rebalance;  // set by the mesh, taken by movable clients
+  MoveCounters moves;
 
   std::atomic<int> client_count{0};
   // Local client subscriptions on this node, against --max_subs_total.

@@ -11,6 +11,7 @@
 #include "server/io_worker.h"
 #include "server/mesh/peer_link.h"
 #include "server/mesh/peer_node.h"
+#include "server/mesh/rebalancer.h"
 #include "server/server_context.h"
 
 namespace zmesh::server::mesh {
@@ -83,6 +84,42 @@ void Mesh::Cut(uint64_t token, bool initiate) {
   }
   VLOG(1) << "mesh " << options_.node_id << ": cut for move " << std::hex << token << std::dec << " sent to "
           << marked.size() << " peer(s)" << (initiate ? " (our client moves)" : "");
+}
+
+void Mesh::OnPeerLoad(PeerLink* link, uint64_t clients) {
+  RefPtr<PeerLink> ref(link);
+  main_loop_->QueueInLoop([this, ref, clients] {
+    auto it = peers_.find(ref->peer_node_id());
+    if (it != peers_.end()) it->second.load = static_cast<int64_t>(std::min<uint64_t>(clients, 1ull << 40));
+  });
+}
+
+void Mesh::ShareLoadAndRebalance() {
+  main_loop_->AssertInLoopThread();
+  const int64_t own = ctx_->client_count.load(std::memory_order_relaxed);
+  std::string frame;
+  proto::peer::EncodeLoad(static_cast<uint64_t>(std::max<int64_t>(own, 0)), &frame);
+  std::vector<NodeLoad> loads;
+  for (auto& [id, p] : peers_) {
+    if (!p.info.moves || !p.active) continue;
+    p.active->SendFrame(frame);
+    if (p.member && p.synced && p.load >= 0 && p.leaving_until_ms == 0) {
+      loads.push_back({id, p.info.client_url, p.load});
+    }
+  }
+  if (!options_.rebalance || phase_ != Phase::kReady) {
+    ctx_->rebalance.Set(0, {});
+    return;
+  }
+  const RebalancePlan plan = PlanRebalance(own, loads, options_.rebalance_moves_per_s);
+  ctx_->rebalance.Set(plan.moves, plan.target_url);
+  if (plan.moves > 0) {
+    // Until its next LOAD, count them as arrived, so the next round does
+    // not send the same room twice.
+    peers_[plan.target_id].load += plan.moves;
+    LOG(INFO) << "mesh " << options_.node_id << ": " << own << " clients here, above the mesh average; asking "
+              << plan.moves << " to move to node " << plan.target_id;
+  }
 }
 
 void Mesh::OnPeerLeaving(PeerLink* link, uint64_t drain_ms) {
@@ -401,7 +438,13 @@ void Mesh::MaybeFinishJoin(bool timed_out) {
 void Mesh::Tick() {
   main_loop_->AssertInLoopThread();
   const int64_t now = MonotonicMs();
-  moves_.Expire(now, options_.move_timeout_ms);
+  if (const int expired = moves_.Expire(now, options_.move_timeout_ms); expired > 0) {
+    ctx_->moves.timed_out.fetch_add(static_cast<uint64_t>(expired), std::memory_order_relaxed);
+  }
+  if (now - last_load_ms_ >= 1000) {
+    last_load_ms_ = now;
+    ShareLoadAndRebalance();
+  }
   if (!have_members_) {
     LOG_EVERY_N(INFO, 200) << "mesh " << options_.node_id << ": still waiting for ZooKeeper membership";
     return;

@@ -108,6 +108,7 @@ class Mesh final : public PeerLinkDelegate {
   void OnPeerLeaving(PeerLink* link, uint64_t drain_ms) override;
   void OnInterestRepair(PeerLink*) override { repairs_.fetch_add(1, std::memory_order_relaxed); }
   void OnMoveCut(PeerLink* link, uint64_t token) override;
+  void OnPeerLoad(PeerLink* link, uint64_t clients) override;
 
   // Any thread: a snapshot for monitoring.
   std::vector<PeerStatus> Status() const;
@@ -145,6 +146,7 @@ class Mesh final : public PeerLinkDelegate {
     int64_t next_dial_ms = 0;
     DialBackoff backoff;
     bool synced = false;
+    int64_t load = -1;  // its client connections (LOAD), -1 until heard
   };
 
   void HandleAuthenticated(RefPtr<PeerLink> link);
@@ -172,6 +174,9 @@ class Mesh final : public PeerLinkDelegate {
   // own publishes and writes CUT (we started it) or MARK on the link to
   // every peer that takes part in moves (docs/design-lossless-moves.md).
   void Cut(uint64_t token, bool initiate);
+  // About once a second: tell the peers our client count and decide how
+  // many of our clients to ask to move (server/mesh/rebalancer.h).
+  void ShareLoadAndRebalance();
   void SnapshotStatus();
 
   ServerContext* const ctx_;
@@ -193,6 +198,7 @@ class Mesh final : public PeerLinkDelegate {
   size_t next_worker_ = 0;
   uint64_t next_dial_id_ = 1;
   int64_t last_anti_entropy_ms_ = 0;
+  int64_t last_load_ms_ = 0;
 
   // Joining.
   enum class Phase { kStarting, kJoining, kRegistering, kReady, kLeaving } phase_ = Phase::kStarting;

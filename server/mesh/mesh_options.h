@@ -49,6 +49,9 @@ struct MeshOptions {
   int64_t interest_barrier_timeout_ms = 5000;
   // A planned client move waits this long at most for every node's cut.
   int64_t move_timeout_ms = 10000;
+  // Connection balance (server/mesh/rebalancer.h).
+  bool rebalance = true;
+  int rebalance_moves_per_s = 10;
   size_t peer_max_pending_bytes = 256u << 20;
   size_t max_frame_bytes = (1u << 20) + (1u << 20);
   // Names a peer frame may carry (the same bounds as the client port).

@@ -45,16 +45,19 @@ void MoveTable::OriginGone(std::string_view origin) {
   Apply(nullptr, [origin](MoveFilter& f) { return f.Mark(origin); });
 }
 
-void MoveTable::Expire(int64_t now_ms, int64_t timeout_ms) {
-  Apply(nullptr, [now_ms, timeout_ms](MoveFilter& f) {
+int MoveTable::Expire(int64_t now_ms, int64_t timeout_ms) {
+  int expired = 0;
+  Apply(nullptr, [now_ms, timeout_ms, &expired](MoveFilter& f) {
     if (now_ms - f.started_ms() < timeout_ms || f.complete()) return false;
     const bool reported = f.Finish();
     if (reported) {
       LOG(WARNING) << "move " << std::hex << f.token() << std::dec << ": not every node cut within " << timeout_ms
                    << " ms; " << (f.side() == MoveFilter::Side::kIncoming ? "delivering everything" : "finishing");
     }
+    expired += reported ? 1 : 0;
     return reported;
   });
+  return expired;
 }
 
 size_t MoveTable::size() const {

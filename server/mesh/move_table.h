@@ -42,8 +42,9 @@ class MoveTable final : public MoveCoordinator {
   void CutMade(uint64_t token, const std::vector<std::string>& peers);
   // A peer's link is gone: nothing more comes from it, in every move.
   void OriginGone(std::string_view origin);
-  // Moves older than `timeout_ms` stop waiting (the mesh's tick).
-  void Expire(int64_t now_ms, int64_t timeout_ms);
+  // Moves older than `timeout_ms` stop waiting (the mesh's tick); returns
+  // how many did now.
+  int Expire(int64_t now_ms, int64_t timeout_ms);
 
   size_t size() const;
 

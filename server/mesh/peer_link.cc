@@ -263,6 +263,9 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       if (moves_ != nullptr) moves_->Mark(f.move_token, peer_node_id_);
       if (f.type == peer::FrameType::kCut) delegate_->OnMoveCut(this, f.move_token);
       return;
+    case peer::FrameType::kLoad:
+      delegate_->OnPeerLoad(this, f.load_clients);
+      return;
     case peer::FrameType::kHello:
     case peer::FrameType::kPing:
     case peer::FrameType::kPong:

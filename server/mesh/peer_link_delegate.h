@@ -38,6 +38,8 @@ class PeerLinkDelegate {
   virtual void OnInterestRepair(PeerLink* link) = 0;
   // The peer asks for our cut of a planned client move (CUT).
   virtual void OnMoveCut(PeerLink* link, uint64_t token) = 0;
+  // The peer's client count (LOAD), for rebalancing.
+  virtual void OnPeerLoad(PeerLink* link, uint64_t clients) = 0;
 
  protected:
   ~PeerLinkDelegate() = default;

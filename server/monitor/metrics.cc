@@ -74,6 +74,14 @@ void ServeMetrics(MonitorContext& mc, const Query&, Respond respond) {
   m.Single("zmesh_out_bytes_total", Type::kCounter, "Payload bytes delivered to clients", d(t.out_bytes));
   m.Single("zmesh_slow_consumers_total", Type::kCounter, "Clients closed as slow consumers", d(t.slow_consumers));
   m.Single("zmesh_auth_failures_total", Type::kCounter, "Failed client authentications", d(t.auth_failures));
+  m.Single("zmesh_moves_out_total", Type::kCounter, "Clients that moved away from this node losslessly (MOVED sent)",
+           d(t.moves_out));
+  m.Single("zmesh_moves_in_total", Type::kCounter, "Connections that arrived as the new end of a planned move",
+           d(t.moves_in));
+  m.Single("zmesh_move_timeouts_total", Type::kCounter,
+           "Planned moves that stopped waiting for every node's cut (--move_timeout_ms)", d(t.move_timeouts));
+  m.Single("zmesh_rebalance_requests_total", Type::kCounter,
+           "Clients this node asked to move to balance connections (INFO move_to)", d(t.rebalance_requests));
   m.Single("zmesh_auth_overloaded_total", Type::kCounter,
            "Client logins closed unjudged (-ERR 'Server Busy, Try Again') because the authenticator was busy",
            d(t.auth_overloaded));

@@ -63,6 +63,10 @@ ServerTotals CollectTotals(const MonitorSources& s) {
   t.connections = ctx.client_count.load(std::memory_order_relaxed);
   t.total_connections = ctx.total_connections.load(std::memory_order_relaxed);
   t.auth_failures = ctx.auth_failures.load(std::memory_order_relaxed);
+  t.moves_out = ctx.moves.out.load(std::memory_order_relaxed);
+  t.moves_in = ctx.moves.in.load(std::memory_order_relaxed);
+  t.move_timeouts = ctx.moves.timed_out.load(std::memory_order_relaxed);
+  t.rebalance_requests = ctx.moves.rebalance_requests.load(std::memory_order_relaxed);
   t.auth_overloaded = ctx.auth_overloaded.load(std::memory_order_relaxed);
   t.pending_bytes = ctx.client_pending.total();
   t.pending_budget = ctx.client_pending.limit();

@@ -38,6 +38,11 @@ struct ServerTotals {
   uint64_t in_msgs = 0, in_bytes = 0, out_msgs = 0, out_bytes = 0;
   uint64_t slow_consumers = 0;
   uint64_t auth_failures = 0;
+  // Planned moves (MoveCounters).
+  uint64_t moves_out = 0;
+  uint64_t moves_in = 0;
+  uint64_t move_timeouts = 0;
+  uint64_t rebalance_requests = 0;
   uint64_t auth_overloaded = 0;
   uint64_t pending_bytes = 0;        // queued to all clients now
   uint64_t pending_budget = 0;       // --max_pending_bytes_total (0 = none)

@@ -40,6 +40,7 @@ class NullDelegate : public PeerLinkDelegate {
   void OnPeerLeaving(PeerLink*, uint64_t) override {}
   void OnInterestRepair(PeerLink*) override {}
   void OnMoveCut(PeerLink*, uint64_t) override {}
+  void OnPeerLoad(PeerLink*, uint64_t) override {}
 };
 
 class NullSink : public PeerMessageSink {
