@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "proto/peer_protocol.h"
 #include "auth/peer_keys.h"
@@ -206,13 +207,27 @@ void Mesh::HandleMembers(const std::vector<zk::NodeInfo>& members) {
 }
 
 void Mesh::UpdateConnectUrls() {
-  std::vector<std::string> urls;
+  // Least loaded first (as last heard; unknown last), then by URL: a client
+  // that takes the list in order (nats.go's NoRandomize, zmesh clients
+  // choosing among equals) lands where there is room. Standard clients are
+  // never moved for balance; this is all they get. Re-sent on membership
+  // changes only, not on every load change.
+  const int64_t own = ctx_->client_count.load(std::memory_order_relaxed);
+  std::vector<std::pair<int64_t, std::string>> ranked;
   for (const zk::NodeInfo& m : members_) {
     std::string url = m.client_url;
     if (const size_t scheme = url.find("://"); scheme != std::string::npos) url = url.substr(scheme + 3);
-    urls.push_back(url);
+    int64_t load = std::numeric_limits<int64_t>::max();
+    if (m.id == options_.node_id) {
+      load = own;
+    } else if (auto it = peers_.find(m.id); it != peers_.end() && it->second.load >= 0) {
+      load = it->second.load;
+    }
+    ranked.emplace_back(load, std::move(url));
   }
-  std::sort(urls.begin(), urls.end());
+  std::sort(ranked.begin(), ranked.end());
+  std::vector<std::string> urls;
+  for (auto& [load, url] : ranked) urls.push_back(std::move(url));
   if (urls == ctx_->info.connect_urls()) return;
   ctx_->info.set_connect_urls(std::move(urls));
   if (ctx_->broadcast_info) ctx_->broadcast_info();
