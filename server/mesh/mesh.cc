@@ -76,9 +76,12 @@ void Mesh::Cut(uint64_t token, bool initiate) {
   {
     ForwardGateCut cut(&ctx_->forward_gate);
     for (auto& [id, p] : peers_) {
-      // A node without moves would reset the link on an unknown frame; it
-      // is not waited for either (its messages are as lossy as before).
-      if (!p.info.moves || !p.node) continue;
+      // A node whose znode lacks "moves" would reset the link on an unknown
+      // frame; it is not waited for either (its messages are as lossy as
+      // before). A joiner not registered yet is marked: it is most likely
+      // the node the client is moving to, and the peers' ZooKeeper watches
+      // may lag its registration.
+      if (!p.node || (!p.info.id.empty() && !p.info.moves)) continue;
       if (p.node->SendOnLink(frame)) marked.push_back(id);
     }
     moves_.CutMade(token, marked);  // marks our own publishes, inside the cut
