@@ -102,6 +102,7 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
   void OnStart() override;
   void OnInput(std::string_view data) override;
   void OnClose(CloseReason reason) override;
+  bool in_planned_move() const override { return moving_out_; }
 
  private:
   ~ClientConnection() override;

@@ -100,6 +100,9 @@ class Connection : public SubscriberEndpoint {
 
   // Owner thread: periodic housekeeping (timeouts), from the worker's sweep.
   virtual void OnTick(int64_t now_ms);
+  // Owner thread: the connection is the old end of a planned move and ends
+  // on its own (MOVED); lame duck leaves it alone meanwhile.
+  virtual bool in_planned_move() const { return false; }
 
   int64_t created_ms() const { return created_ms_; }  // monotonic
   int64_t created_unix_ms() const { return created_unix_ms_; }

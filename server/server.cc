@@ -471,6 +471,9 @@ void Server::LameDuckStep() {
       int64_t closed = 0;
       worker->ForEachConnection([&closed, share](Connection* c) {
         if (closed >= share || c->kind() != SubscriberEndpoint::Kind::kClient || c->closing()) return;
+        // Cutting a move short would lose what the old end still owes; it
+        // ends within --move_timeout_ms anyway, and the drain bound stands.
+        if (c->in_planned_move()) return;
         RefPtr<Connection> hold(c);
         c->Close(CloseReason::kLameDuck, /*flush=*/true);
         ++closed;
