@@ -21,7 +21,10 @@
 //
 // Seams: links report to the mesh through PeerLinkDelegate and deliver what
 // peers forward to the router through a PeerMessageSink adapter; dialling is
-// a Connector (server/connector.h).
+// a Connector (server/connector.h); membership is the zk::Registry it is
+// given. Unit tests (tests/unit/mesh_harness.h) give it a FakeRegistry and
+// play the other nodes over loopback TCP, with the timings in MeshOptions
+// shortened; nothing else is replaced.
 //
 // Threading: owned by the main loop thread. Links notify it from their
 // workers through the PeerLinkDelegate methods (any thread), which post to

@@ -1,0 +1,328 @@
+// The mesh layer (server/mesh/mesh.{h,cc}) on its own: membership from a
+// fake ZooKeeper, the choice between two links to one node, joining, graceful
+// leave, refused peers. The other nodes are scripted by the test over plain
+// loopback TCP (see mesh_harness.h); the rules are docs/peer-protocol.md's.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/wait_for.h"
+#include "tests/unit/mesh_harness.h"
+
+namespace zmesh::server::mesh::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using proto::peer::FrameType;
+using zmesh::testing::ScriptedPeer;
+using zmesh::testing::WaitFor;
+
+class MeshTest : public ::testing::Test {
+ protected:
+  void StartMesh() {
+    std::string error;
+    ASSERT_TRUE(h_.Start(options_, &error)) << error;
+  }
+  // Starts a mesh with no other node and waits until it serves.
+  void StartAlone() {
+    StartMesh();
+    ASSERT_TRUE(WaitFor(5s, [&] { return h_.ready(); })) << "a node alone never became ready";
+  }
+  // Registers `node` and completes the link the mesh dials to it, with a
+  // snapshot of `subjects`; returns the scripted end.
+  std::unique_ptr<ScriptedPeer> Link(ScriptedNode& node, const std::vector<std::string>& subjects = {}) {
+    h_.Register(node);
+    std::unique_ptr<ScriptedPeer> p = AcceptDial(node);
+    if (p == nullptr) {
+      ADD_FAILURE() << "the mesh did not dial " << node.id;
+      return nullptr;
+    }
+    EXPECT_TRUE(SendSnapshot(*p, subjects));
+    EXPECT_TRUE(h_.WaitStatus(node.id, [](const PeerStatus& s) { return s.linked && s.synced; }))
+        << node.id << " never linked and synced";
+    return p;
+  }
+  ScriptedNode& Node(const std::string& id, uint64_t incarnation) {
+    auto node = std::make_unique<ScriptedNode>();
+    node->id = id;
+    node->incarnation = incarnation;
+    EXPECT_TRUE(node->listener.Listen());
+    nodes_.push_back(std::move(node));
+    return *nodes_.back();
+  }
+  bool ConnectUrlsHave(const std::string& client_url) {
+    const std::string url = client_url.substr(client_url.find("://") + 3);
+    const std::vector<std::string> urls = h_.ctx().info.connect_urls();
+    return std::find(urls.begin(), urls.end(), url) != urls.end();
+  }
+  uint64_t LinkId(const std::string& id) {
+    std::optional<PeerStatus> s = h_.StatusOf(id);
+    return s ? s->link_id : 0;
+  }
+
+  std::vector<std::unique_ptr<ScriptedNode>> nodes_;  // outlive the harness: the mesh dials them
+  MeshOptions options_ = MeshHarness::DefaultOptions();
+  MeshHarness h_;
+};
+
+// --- Membership ---
+
+TEST_F(MeshTest, NewMemberIsDialledAndItsInterestLearnt) {
+  StartAlone();
+  ScriptedNode& n7 = Node("n7", 77);
+  h_.Register(n7);
+  std::unique_ptr<ScriptedPeer> p = AcceptDial(n7);
+  ASSERT_NE(p, nullptr) << "a node that appeared in ZooKeeper was not dialled";
+  ASSERT_TRUE(SendSnapshot(*p, {"orders.*"}));
+  ASSERT_TRUE(h_.WaitStatus("n7", [](const PeerStatus& s) { return s.member && s.linked && s.synced && s.outbound; }));
+  EXPECT_TRUE(h_.IndexMatches("orders.new")) << "the peer's snapshot did not reach the subject index";
+  EXPECT_TRUE(ConnectUrlsHave(n7.Info().client_url));
+}
+
+TEST_F(MeshTest, OwnZnodeIsNotAPeer) {
+  ScriptedNode& n2 = Node("n2", 22);
+  h_.Register(n2);
+  StartMesh();
+  std::unique_ptr<ScriptedPeer> p = AcceptDial(n2);
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(SendSnapshot(*p));
+  ASSERT_TRUE(WaitFor(5s, [&] { return h_.ready(); }));
+  // The member list that names our own znode has been handled (the connect
+  // URLs come from it, and the status snapshot is refreshed in the same step).
+  ASSERT_TRUE(WaitFor(5s, [&] { return ConnectUrlsHave(options_.client_url); }));
+  EXPECT_FALSE(h_.StatusOf("n5").has_value()) << "the mesh treats its own znode as a peer";
+  EXPECT_TRUE(WaitFor(5s, [&] { return h_.mesh()->Healthy(); }));
+  EXPECT_EQ(h_.mesh()->Status().size(), 1u);
+}
+
+TEST_F(MeshTest, GoneMemberHasItsLinkClosedAndItsInterestWithdrawn) {
+  options_.join_grace_ms = 100;  // how long a linked node without a znode is kept
+  StartAlone();
+  ScriptedNode& n7 = Node("n7", 77);
+  std::unique_ptr<ScriptedPeer> p = Link(n7, {"orders.*"});
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(h_.IndexMatches("orders.new"));
+  h_.Unregister("n7");
+  EXPECT_TRUE(p->ClosedWithin(5s)) << "the link to a node whose znode is gone stayed up";
+  EXPECT_TRUE(WaitFor(5s, [&] { return !h_.IndexMatches("orders.new"); })) << "its interest was not withdrawn";
+  EXPECT_TRUE(WaitFor(5s, [&] { return !h_.StatusOf("n7").has_value(); }));
+  EXPECT_FALSE(ConnectUrlsHave(n7.Info().client_url));
+}
+
+// A settled node leaves the first dial to the node with the smaller id for
+// the dial grace, so that both rarely dial at once.
+TEST_F(MeshTest, SettledNodeLetsTheSmallerIdDialFirst) {
+  options_.dial_grace_ms = 300;
+  StartAlone();
+  ScriptedNode& n2 = Node("n2", 22);
+  const auto registered = std::chrono::steady_clock::now();
+  h_.Register(n2);
+  const int fd = n2.listener.Accept(5s);
+  ASSERT_GE(fd, 0) << "n2 was never dialled";
+  ScriptedPeer p;
+  p.Adopt(fd);
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - registered);
+  // 10 ms of slack for the millisecond clocks' rounding; without the grace
+  // the dial comes within a tick.
+  EXPECT_GE(waited.count(), 290) << "dialled node n2 (smaller id) within the dial grace";
+}
+
+// --- Joining ---
+
+TEST_F(MeshTest, JoinWaitsForTheSnapshotOfEveryKnownPeer) {
+  ScriptedNode& n2 = Node("n2", 22);
+  ScriptedNode& n7 = Node("n7", 77);
+  h_.Register(n2);
+  h_.Register(n7);
+  StartMesh();
+  std::unique_ptr<ScriptedPeer> a = AcceptDial(n2);
+  std::unique_ptr<ScriptedPeer> b = AcceptDial(n7);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(SendSnapshot(*a, {"a.>"}));
+  ASSERT_TRUE(h_.WaitStatus("n2", [](const PeerStatus& s) { return s.synced; }));
+  ASSERT_TRUE(h_.WaitStatus("n7", [](const PeerStatus& s) { return s.linked && !s.synced; }));
+  // Registering and the ready callback are a few main-loop hops after the
+  // decision: let them run, had it been taken.
+  ASSERT_TRUE(h_.DrainMain());
+  EXPECT_FALSE(h_.ready()) << "ready while n7's snapshot is still missing";
+  EXPECT_FALSE(h_.ZnodeExists("n5")) << "registered while n7's snapshot is still missing";
+  EXPECT_FALSE(h_.mesh()->Healthy());
+
+  ASSERT_TRUE(SendSnapshot(*b, {"b.>"}));
+  EXPECT_TRUE(WaitFor(5s, [&] { return h_.ready(); })) << "not ready once every peer synced";
+  EXPECT_TRUE(h_.ZnodeExists("n5"));
+  EXPECT_TRUE(WaitFor(5s, [&] { return h_.mesh()->Healthy(); }));
+  EXPECT_TRUE(h_.IndexMatches("a.x"));
+  EXPECT_TRUE(h_.IndexMatches("b.x"));
+}
+
+TEST_F(MeshTest, JoinGoesAheadWithoutAPeerThatNeverSyncsAfterTheJoinTimeout) {
+  options_.join_timeout_ms = 300;
+  ScriptedNode& n2 = Node("n2", 22);  // listens, never answers
+  h_.Register(n2);
+  StartMesh();
+  ASSERT_TRUE(WaitFor(5s, [&] { return h_.ready(); })) << "the join never timed out";
+  EXPECT_GE(h_.ready_after_ms(), 290) << "ready before the join timeout with n2 unsynced";  // ms rounding
+  EXPECT_TRUE(h_.ZnodeExists("n5"));
+  ASSERT_TRUE(h_.WaitStatus("n2", [](const PeerStatus& s) { return s.member && !s.synced; }));
+  EXPECT_FALSE(h_.mesh()->Healthy());
+}
+
+// --- One link per pair of nodes: keep the one dialled by the smaller id ---
+
+TEST_F(MeshTest, DuplicateDialledByTheLargerIdIsClosed) {
+  StartAlone();  // n5
+  ScriptedNode& n7 = Node("n7", 77);
+  std::unique_ptr<ScriptedPeer> ours = Link(n7);  // dialled by n5, the smaller id
+  ASSERT_NE(ours, nullptr);
+  const uint64_t kept = LinkId("n7");
+  std::unique_ptr<ScriptedPeer> theirs = DialMesh(h_.peer_port(), "n7", 77);
+  ASSERT_NE(theirs, nullptr);
+  EXPECT_TRUE(theirs->ClosedWithin(5s)) << "the link dialled by the larger id was kept";
+  EXPECT_TRUE(PingPong(*ours)) << "the link dialled by the smaller id was retired or closed";
+  std::optional<PeerStatus> s = h_.StatusOf("n7");
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->link_id, kept);
+  EXPECT_TRUE(s->outbound);
+}
+
+TEST_F(MeshTest, DuplicateDialledByTheSmallerIdReplacesTheActiveLink) {
+  StartAlone();  // n5
+  ScriptedNode& n2 = Node("n2", 22);
+  std::unique_ptr<ScriptedPeer> old = Link(n2, {"kept.>"});  // dialled by n5, the larger id
+  ASSERT_NE(old, nullptr);
+  const uint64_t old_id = LinkId("n2");
+  ASSERT_TRUE(h_.StatusOf("n2")->outbound);
+  std::unique_ptr<ScriptedPeer> fresh = DialMesh(h_.peer_port(), "n2", 22);
+  ASSERT_NE(fresh, nullptr);
+  EXPECT_TRUE(WaitDecoded(*old, FrameType::kRetire).has_value()) << "the replaced link was not retired";
+  ASSERT_TRUE(h_.WaitStatus("n2", [&](const PeerStatus& s) { return s.linked && !s.outbound && s.link_id != old_id; }));
+  EXPECT_TRUE(h_.IndexMatches("kept.x")) << "the node's interest was lost in the replacement";
+  // The peer retires its end too; the new link then reads (it waited, for
+  // order) and takes the new snapshot.
+  ASSERT_TRUE(SendEmpty(*old, FrameType::kRetire));
+  EXPECT_TRUE(old->ClosedWithin(5s)) << "the retired link did not close after both RETIREs";
+  ASSERT_TRUE(SendSnapshot(*fresh, {"kept.>"}));
+  EXPECT_TRUE(h_.WaitStatus("n2", [](const PeerStatus& s) { return s.synced; }));
+  EXPECT_TRUE(PingPong(*fresh));
+}
+
+TEST_F(MeshTest, DuplicateFromTheSameDiallerKeepsTheNewer) {
+  StartAlone();  // n5; n2 dials it twice (a joining node: no znode, so the mesh never dials it)
+  std::unique_ptr<ScriptedPeer> first = DialMesh(h_.peer_port(), "n2", 22);
+  ASSERT_NE(first, nullptr);
+  ASSERT_TRUE(h_.WaitStatus("n2", [](const PeerStatus& s) { return s.linked && !s.member; }));
+  ASSERT_TRUE(SendSnapshot(*first));
+  ASSERT_TRUE(h_.WaitStatus("n2", [](const PeerStatus& s) { return s.synced; }));
+  const uint64_t first_id = LinkId("n2");
+  std::unique_ptr<ScriptedPeer> second = DialMesh(h_.peer_port(), "n2", 22);
+  ASSERT_NE(second, nullptr);
+  EXPECT_TRUE(WaitDecoded(*first, FrameType::kRetire).has_value()) << "the older link was not retired";
+  ASSERT_TRUE(h_.WaitStatus("n2", [&](const PeerStatus& s) { return s.linked && s.link_id != first_id; }))
+      << "the newer link of the same dialler did not replace the older";
+  ASSERT_TRUE(SendEmpty(*first, FrameType::kRetire));
+  EXPECT_TRUE(first->ClosedWithin(5s));
+  ASSERT_TRUE(SendSnapshot(*second));
+  EXPECT_TRUE(h_.WaitStatus("n2", [](const PeerStatus& s) { return s.synced; }));
+  EXPECT_TRUE(PingPong(*second));
+}
+
+// --- Identity: the znode owns the node id ---
+
+TEST_F(MeshTest, SecondProcessWithTheSameIdIsRefused) {
+  StartAlone();
+  ScriptedNode& n7 = Node("n7", 77);
+  std::unique_ptr<ScriptedPeer> live = Link(n7);
+  ASSERT_NE(live, nullptr);
+  const uint64_t live_id = LinkId("n7");
+  std::unique_ptr<ScriptedPeer> impostor = DialMesh(h_.peer_port(), "n7", 78);
+  ASSERT_NE(impostor, nullptr);
+  std::optional<DecodedFrame> refuse = WaitDecoded(*impostor, FrameType::kRefuse);
+  ASSERT_TRUE(refuse.has_value()) << "a second process claiming n7 was not refused";
+  EXPECT_NE(refuse->reason.find("belongs to a live process"), std::string::npos) << refuse->reason;
+  EXPECT_TRUE(impostor->ClosedWithin(5s));
+  EXPECT_TRUE(PingPong(*live)) << "the live process's link was disturbed";
+  EXPECT_EQ(LinkId("n7"), live_id);
+}
+
+TEST_F(MeshTest, RestartedNodeReplacesTheLinkToItsPreviousProcess) {
+  StartAlone();
+  ScriptedNode& n7 = Node("n7", 77);
+  std::unique_ptr<ScriptedPeer> before = Link(n7, {"old.>"});
+  ASSERT_NE(before, nullptr);
+  const uint64_t before_id = LinkId("n7");
+  // The new process took the znode over (the client URL tells us when the
+  // mesh has seen it) and dials in.
+  zk::NodeInfo restarted = n7.Info();
+  restarted.incarnation = 78;
+  restarted.client_url = "nats://127.0.0.1:4999";
+  h_.Register(restarted);
+  ASSERT_TRUE(h_.WaitStatus("n7", [](const PeerStatus& s) { return s.client_url == "nats://127.0.0.1:4999"; }));
+  std::unique_ptr<ScriptedPeer> after = DialMesh(h_.peer_port(), "n7", 78);
+  ASSERT_NE(after, nullptr);
+  EXPECT_TRUE(before->ClosedWithin(5s)) << "the link to the previous process stayed up";
+  ASSERT_TRUE(h_.WaitStatus("n7", [&](const PeerStatus& s) { return s.linked && s.link_id != before_id; }));
+  EXPECT_TRUE(WaitFor(5s, [&] { return !h_.IndexMatches("old.x"); })) << "the previous process's interest stayed";
+  ASSERT_TRUE(SendSnapshot(*after, {"new.>"}));
+  EXPECT_TRUE(h_.WaitStatus("n7", [](const PeerStatus& s) { return s.synced; }));
+  EXPECT_TRUE(h_.IndexMatches("new.x"));
+}
+
+// --- Graceful leave ---
+
+// A peer that announced LEAVING keeps its link past the join grace once its
+// znode is gone (it still serves its remaining clients), up to the drain it
+// announced (plus the handshake timeout), and is closed after that.
+TEST_F(MeshTest, LeavingPeerKeepsItsLinkUntilItsAnnouncedDrain) {
+  options_.join_grace_ms = 100;
+  options_.handshake_timeout_ms = 500;
+  StartAlone();
+  ScriptedNode& n7 = Node("n7", 77);
+  std::unique_ptr<ScriptedPeer> p = Link(n7, {"still.>"});
+  ASSERT_NE(p, nullptr);
+  std::string leaving;
+  proto::peer::EncodeLeaving({300}, &leaving);
+  const auto announced = std::chrono::steady_clock::now();
+  ASSERT_TRUE(p->Send(leaving));
+  // The PONG proves the link read LEAVING, so the mesh learns of it before
+  // it learns that the znode is gone (both go through the main loop in order).
+  ASSERT_TRUE(PingPong(*p));
+  h_.Unregister("n7");
+  // Without the announcement the link would close one join grace (100 ms)
+  // after the znode went; with it, not before 300 + 500 ms.
+  EXPECT_FALSE(p->ClosedWithin(400ms)) << "a leaving node's link was dropped like a vanished node's";
+  EXPECT_TRUE(h_.IndexMatches("still.x"));
+  EXPECT_TRUE(p->ClosedWithin(5s)) << "the link outlived the drain the node announced";
+  const auto held = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - announced);
+  EXPECT_GE(held.count(), 790) << "closed before the announced drain plus the handshake timeout";  // ms rounding
+  EXPECT_TRUE(WaitFor(5s, [&] { return !h_.IndexMatches("still.x"); }));
+}
+
+TEST_F(MeshTest, LeaveAnnouncesLeavingDeletesTheZnodeAndTurnsNewLinksAway) {
+  StartAlone();
+  ASSERT_TRUE(WaitFor(5s, [&] { return h_.ZnodeExists("n5"); }));
+  ScriptedNode& n7 = Node("n7", 77);
+  std::unique_ptr<ScriptedPeer> p = Link(n7);
+  ASSERT_NE(p, nullptr);
+  std::atomic<bool> done{false};
+  ASSERT_TRUE(h_.OnMain([&] { h_.mesh()->Leave(5000, [&] { done = true; }); }));
+  std::optional<DecodedFrame> frame = WaitDecoded(*p, FrameType::kLeaving);
+  ASSERT_TRUE(frame.has_value()) << "the peer was not told that this node leaves";
+  EXPECT_EQ(frame->drain_ms, 5000u);
+  EXPECT_TRUE(WaitFor(5s, [&] { return done.load(); })) << "Leave's callback never ran";
+  EXPECT_FALSE(h_.ZnodeExists("n5"));
+  EXPECT_TRUE(PingPong(*p)) << "existing links carry the remaining clients' traffic while leaving";
+  ScriptedPeer late;
+  ASSERT_TRUE(late.Dial(h_.peer_port()));
+  EXPECT_TRUE(late.ClosedWithin(5s)) << "a leaving node accepted a new link";
+  EXPECT_EQ(late.received(), "") << "a leaving node started a handshake on a new link";
+}
+
+}  // namespace
+}  // namespace zmesh::server::mesh::testing
