@@ -63,69 +63,6 @@ void Mesh::Leave(int64_t drain_ms, std::function<void()> done) {
   registry_->Unregister(std::move(done));
 }
 
-void Mesh::OnMoveCut(PeerLink* link, uint64_t token) {
-  (void)link;
-  main_loop_->QueueInLoop([this, token] { Cut(token, /*initiate=*/false); });
-}
-
-void Mesh::Cut(uint64_t token, bool initiate) {
-  main_loop_->AssertInLoopThread();
-  std::string frame;
-  proto::peer::EncodeMoveFrame(initiate ? proto::peer::FrameType::kCut : proto::peer::FrameType::kMark, token, &frame);
-  std::vector<std::string> marked;
-  {
-    ForwardGateCut cut(&ctx_->forward_gate);
-    for (auto& [id, p] : peers_) {
-      // A node whose znode lacks "moves" would reset the link on an unknown
-      // frame; it is not waited for either (its messages are as lossy as
-      // before). A joiner not registered yet is marked: it is most likely
-      // the node the client is moving to, and the peers' ZooKeeper watches
-      // may lag its registration.
-      if (!p.node || (!p.info.id.empty() && !p.info.moves)) continue;
-      if (p.node->SendOnLink(frame)) marked.push_back(id);
-    }
-    moves_.CutMade(token, marked);  // marks our own publishes, inside the cut
-  }
-  VLOG(1) << "mesh " << options_.node_id << ": cut for move " << std::hex << token << std::dec << " sent to "
-          << marked.size() << " peer(s)" << (initiate ? " (our client moves)" : "");
-}
-
-void Mesh::OnPeerLoad(PeerLink* link, uint64_t clients) {
-  RefPtr<PeerLink> ref(link);
-  main_loop_->QueueInLoop([this, ref, clients] {
-    auto it = peers_.find(ref->peer_node_id());
-    if (it != peers_.end()) it->second.load = static_cast<int64_t>(std::min<uint64_t>(clients, 1ull << 40));
-  });
-}
-
-void Mesh::ShareLoadAndRebalance() {
-  main_loop_->AssertInLoopThread();
-  const int64_t own = ctx_->client_count.load(std::memory_order_relaxed);
-  std::string frame;
-  proto::peer::EncodeLoad(static_cast<uint64_t>(std::max<int64_t>(own, 0)), &frame);
-  std::vector<NodeLoad> loads;
-  for (auto& [id, p] : peers_) {
-    if (!p.info.moves || !p.active) continue;
-    p.active->SendFrame(frame);
-    if (p.member && p.synced && p.load >= 0 && p.leaving_until_ms == 0) {
-      loads.push_back({id, p.info.client_url, p.load});
-    }
-  }
-  if (!options_.rebalance || phase_ != Phase::kReady) {
-    ctx_->rebalance.Set(0, {});
-    return;
-  }
-  const RebalancePlan plan = PlanRebalance(own, loads, options_.rebalance_moves_per_s);
-  ctx_->rebalance.Set(plan.moves, plan.target_url);
-  if (plan.moves > 0) {
-    // Until its next LOAD, count them as arrived, so the next round does
-    // not send the same room twice.
-    peers_[plan.target_id].load += plan.moves;
-    LOG(INFO) << "mesh " << options_.node_id << ": " << own << " clients here, above the mesh average; asking "
-              << plan.moves << " to move to node " << plan.target_id;
-  }
-}
-
 void Mesh::OnPeerLeaving(PeerLink* link, uint64_t drain_ms) {
   RefPtr<PeerLink> ref(link);
   main_loop_->QueueInLoop([this, ref, drain_ms] {
@@ -207,33 +144,6 @@ void Mesh::HandleMembers(const std::vector<zk::NodeInfo>& members) {
     LOG(INFO) << "mesh " << options_.node_id << ": joining: linking to " << others << " live node(s) before registering";
   }
   Tick();
-}
-
-void Mesh::UpdateConnectUrls() {
-  // Least loaded first (as last heard; unknown last), then by URL: a client
-  // that takes the list in order (nats.go's NoRandomize, zmesh clients
-  // choosing among equals) lands where there is room. Standard clients are
-  // never moved for balance; this is all they get. Re-sent on membership
-  // changes only, not on every load change.
-  const int64_t own = ctx_->client_count.load(std::memory_order_relaxed);
-  std::vector<std::pair<int64_t, std::string>> ranked;
-  for (const zk::NodeInfo& m : members_) {
-    std::string url = m.client_url;
-    if (const size_t scheme = url.find("://"); scheme != std::string::npos) url = url.substr(scheme + 3);
-    int64_t load = std::numeric_limits<int64_t>::max();
-    if (m.id == options_.node_id) {
-      load = own;
-    } else if (auto it = peers_.find(m.id); it != peers_.end() && it->second.load >= 0) {
-      load = it->second.load;
-    }
-    ranked.emplace_back(load, std::move(url));
-  }
-  std::sort(ranked.begin(), ranked.end());
-  std::vector<std::string> urls;
-  for (auto& [load, url] : ranked) urls.push_back(std::move(url));
-  if (urls == ctx_->info.connect_urls()) return;
-  ctx_->info.set_connect_urls(std::move(urls));
-  if (ctx_->broadcast_info) ctx_->broadcast_info();
 }
 
 void Mesh::Dial(const std::string& node_id, Peer& peer, bool again) {
