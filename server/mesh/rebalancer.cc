@@ -12,9 +12,11 @@ RebalancePlan PlanRebalance(int64_t own, const std::vector<NodeLoad>& peers, int
   for (const NodeLoad& p : peers) total += std::max<int64_t>(p.clients, 0);
   const double average = static_cast<double>(total) / static_cast<double>(peers.size() + 1);
   const auto share = static_cast<int64_t>(std::ceil(average));
-  // A tolerance of 10 % (at least one client) keeps a balanced mesh from
-  // trading clients back and forth over rounding.
-  const auto slack = std::max<int64_t>(1, static_cast<int64_t>(average * 0.1));
+  // Above ceil(average) plus 10 %: within it a node keeps its clients.
+  // Rounding cannot make two nodes trade clients back and forth: a node
+  // sheds only down to ceil(average), and fills another only up to
+  // floor(average).
+  const auto slack = static_cast<int64_t>(average * 0.1);
   if (own <= share + slack) return plan;
   const NodeLoad* target = &peers.front();
   for (const NodeLoad& p : peers) {

@@ -3,7 +3,7 @@
 // Connection balance across the mesh (issue 12 item 3): every node hears the
 // others' client counts (LOAD frames) and decides on its own how many of its
 // clients to move and where; no node coordinates the rest. A node above its
-// fair share (the mesh average, with a tolerance) moves its excess, at most
+// fair share (ceil of the mesh average, plus 10 %) moves its excess, at most
 // `max_moves` at a time, to the least loaded node, while that node is below
 // the average. Every node sheds only its own excess, so the nodes converge
 // without agreeing on anything but the counts.

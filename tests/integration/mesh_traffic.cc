@@ -401,24 +401,27 @@ uint64_t MeshClient::messages() const {
 void MeshClient::Record(int sid, const std::string& subject, const std::string& payload) {
   std::lock_guard<std::mutex> lock(mu_);
   ++messages_;
-  Receipts& r = receipts_[sid];
-  ++r.subjects[subject];
+  receipts_[sid].Add(subject, payload);
+}
+
+void Receipts::Add(const std::string& subject, const std::string& payload) {
+  ++subjects[subject];
   std::string publisher;
   uint64_t seq = 0;
   if (!ParseSeqPayload(payload, &publisher, &seq)) {
-    r.others.insert(payload);
+    others.insert(payload);
     return;
   }
-  ++r.sequenced;
-  auto& copies = r.copies[publisher];
-  if (copies.size() <= seq) copies.resize(std::max<size_t>(seq + 1, copies.size() * 2), 0);
-  ++copies[seq];
-  uint64_t& last = r.last_seq[publisher];
+  ++sequenced;
+  auto& c = copies[publisher];
+  if (c.size() <= seq) c.resize(std::max<size_t>(seq + 1, c.size() * 2), 0);
+  ++c[seq];
+  uint64_t& last = last_seq[publisher];
   if (seq < last) {
-    ++r.order_violations_from[publisher];
-    if (r.order_violations++ == 0) {
-      r.first_order_violation = publisher + " seq " + std::to_string(seq) + " after " + std::to_string(last) +
-                                " on " + subject;
+    ++order_violations_from[publisher];
+    if (order_violations++ == 0) {
+      first_order_violation = publisher + " seq " + std::to_string(seq) + " after " + std::to_string(last) +
+                              " on " + subject;
     }
   } else {
     last = seq;

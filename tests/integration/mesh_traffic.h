@@ -51,6 +51,8 @@ struct Receipts {
   std::multiset<std::string> others;  // any other payloads (probes), with repeats
   std::map<std::string, uint64_t> subjects;  // subject -> messages
 
+  // Records one message as it arrived.
+  void Add(const std::string& subject, const std::string& payload);
   // Copies received of (publisher, seq).
   uint32_t Copies(const std::string& publisher, uint64_t seq) const;
   // Sequenced messages from `publisher` (with duplicates).
