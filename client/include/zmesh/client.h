@@ -71,6 +71,10 @@ struct ClientStats {
   uint64_t out_bytes = 0;  // payload bytes published
   uint64_t reconnects = 0;
   uint64_t dropped_msgs = 0;  // dropped at subscription pending limits
+  // Planned moves (Options::lossless_moves): finished losslessly (MOVED),
+  // and begun but ended otherwise (a fallback or a failover).
+  uint64_t moves = 0;
+  uint64_t moves_abandoned = 0;
 };
 
 // A handle on one subscription. Dropping the handle does not unsubscribe (an
