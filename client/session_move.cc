@@ -126,9 +126,10 @@ bool Session::EndMoveOnOldLoss(const Status& why, bool* lame_duck) {
     SwitchToNew(why);
     return true;
   }
-  // Before the cut the new node has delivered nothing the old one would
-  // not have: drop it. After the cut (new node lost too) it has: keep it.
-  if (AbandonMove(/*replay=*/move_->cut_sent()) == Move::Reason::kLameDuck) *lame_duck = true;
+  // The old node's stream is over, so what the new node delivered (never
+  // what the old one would: the server's contract) follows it in order
+  // instead of being lost; then today's failover.
+  if (AbandonMove(/*replay=*/true) == Move::Reason::kLameDuck) *lame_duck = true;
   return false;
 }
 

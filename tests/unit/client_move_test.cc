@@ -265,6 +265,42 @@ TEST(ClientMoveTest, NewNodeFailingBeforeTheCutFallsBackToTheLameDuckFailover) {
   EXPECT_EQ(c->stats().moves_abandoned, 1u);
 }
 
+TEST(ClientMoveTest, OldNodeDyingBeforeTheCutAbandonsTheMoveForTodaysFailover) {
+  auto servers = MakeServers(2, /*move=*/true);
+  Timeline seen;
+  Options o = FastOptions(UrlsOf(servers), 39);
+  o.on_event = seen.Events();
+  std::unique_ptr<Client> c;
+  ASSERT_TRUE(Client::Connect(o, &c).ok());
+  std::shared_ptr<Subscription> data;
+  ASSERT_TRUE(c->Subscribe("data", seen.Messages(), &data).ok());
+  const int first = ConnectedTo(*c, servers);
+  ASSERT_GE(first, 0);
+  FakeServer& old_node = *servers[static_cast<size_t>(first)];
+  FakeServer& new_node = *servers[static_cast<size_t>(1 - first)];
+
+  new_node.HoldPongs(true);
+  AnnounceLameDuck(&old_node);
+  ASSERT_TRUE(WaitFor(kWait, [&] { return new_node.LogWith("PING").size() == 2; }));
+  ASSERT_TRUE(c->Publish("out", "p1").ok());
+  new_node.Inject("data", "n1");  // e.g. a queue message the mesh chose for the new node
+  ReadBarrier(&new_node);
+  old_node.Kill();
+
+  // The move's connection is closed; failover connects afresh, without a token.
+  ASSERT_TRUE(WaitFor(kWait, [&] { return new_node.LogWith("CONNECT").size() == 2; }));
+  EXPECT_EQ(MoveToken(new_node.LogWith("CONNECT").at(1)), "");
+  new_node.HoldPongs(false);
+  ASSERT_TRUE(WaitFor(kWait, [&] { return seen.Has("e:reconnected"); }));
+  EXPECT_EQ(c->connected_url(), new_node.url());
+  ASSERT_TRUE(c->Flush(kWait).ok());
+  EXPECT_EQ(new_node.connections(), 1);
+  EXPECT_EQ(new_node.LogWith("PUB"), std::vector<std::string>{"PUB out p1"});
+  EXPECT_EQ(seen.Entries(),
+            (std::vector<std::string>{"e:connected", "e:lame_duck", "m:n1", "e:disconnected", "e:reconnected"}));
+  EXPECT_EQ(c->stats().moves_abandoned, 1u);
+}
+
 TEST(ClientMoveTest, OldNodeDyingAfterTheCutSwitchesWithWhatTheNewNodeSent) {
   auto servers = MakeServers(2, /*move=*/true);
   Timeline seen;
