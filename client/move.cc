@@ -115,18 +115,26 @@ void Move::Keep(const proto::Op& op) {
   }
 }
 
-void Move::Lose(Status why) {
+void Move::Lose(Status why, bool target_at_fault) {
   if (lost_ || stopped_) return;
   lost_ = true;
+  target_at_fault_ = target_at_fault;
   lost_why_ = why;
   if (conn_ != nullptr) conn_->Close();
   host_->OnMoveFailed(this, Failure::kLost, why);
 }
 
-void Move::OnConnectionReady(Connection*) {
+void Move::OnConnectionReady(Connection* conn) {
   io_thread_->Check();
   if (stopped_) return;
   accepted_ = true;
+  // A node that does not take part in moves ignores the token and would
+  // deliver everything at once: duplicates of what the old node delivers.
+  if (!conn->info().move) {
+    Lose(Status(StatusCode::kConnectFailed, target_.key() + ": new node does not take part in moves"),
+         /*target_at_fault=*/false);
+    return;
+  }
   host_->OnMoveConnected(this);
 }
 

@@ -48,7 +48,8 @@ class Move : public Connection::Delegate {
   enum class Reason { kLameDuck, kRequested };
   enum class Phase { kConnecting, kConfirming, kCutSent };
   enum class Failure {
-    kLost,        // the new connection ended (closed, -ERR, or its node is leaving before the cut)
+    kLost,        // the new connection ended (closed, -ERR, its node is leaving before the cut, or it
+                  // does not take part in moves)
     kDeadline,    // the move did not finish within its timeout
     kBufferFull,  // N delivered more than the bound before the switch
   };
@@ -102,8 +103,10 @@ class Move : public Connection::Delegate {
   bool cut_sent() const { return phase_ == Phase::kCutSent; }
   // N accepted CONNECT at some point.
   bool accepted() const { return accepted_; }
-  // The new connection is gone, and why.
+  // The new connection is gone, and why; target_at_fault: it failed (for
+  // the failover policy), rather than being unfit (no INFO "move").
   bool lost() const { return lost_; }
+  bool target_at_fault() const { return target_at_fault_; }
   const Status& lost_why() const { return lost_why_; }
   const std::string& token() const { return token_; }
   const ServerUrl& target() const { return target_; }
@@ -128,7 +131,7 @@ class Move : public Connection::Delegate {
 
   static void OnDeadlineEvent(evutil_socket_t, short, void* arg);
   void Keep(const proto::Op& op);
-  void Lose(Status why);
+  void Lose(Status why, bool target_at_fault = true);
 
   event_base* const base_;
   const ThreadOwner* const io_thread_;
@@ -146,6 +149,7 @@ class Move : public Connection::Delegate {
   bool accepted_ = false;
   bool confirmed_ = false;
   bool lost_ = false;
+  bool target_at_fault_ = false;
   Status lost_why_;
   bool overflow_reported_ = false;
   bool stopped_ = false;

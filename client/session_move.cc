@@ -138,7 +138,7 @@ Move::Reason Session::AbandonMove(bool replay) {
   std::unique_ptr<Move> move = std::move(move_);
   const std::string key = move->target().key();
   const auto now = Clock::now();
-  if (move->lost()) {
+  if (move->lost() && move->target_at_fault()) {
     if (move->accepted()) {
       pool_.OnConnectionLost(key, now);
     } else {

@@ -395,6 +395,38 @@ TEST(ClientMoveTest, WithoutMoveSupportLameDuckIsTheOldBreakBeforeMake) {
   }
 }
 
+// Mixed versions (an upgrade): a target that does not advertise "move" would
+// ignore the token and duplicate what the old node delivers, so the move is
+// abandoned there for the old way.
+TEST(ClientMoveTest, TargetWithoutMoveSupportIsNotMovedTo) {
+  FakeServer::Config without, with;
+  without.name = "new";
+  FakeServer new_node(without);
+  with.name = "old";
+  with.move = true;
+  with.connect_urls = {new_node.key()};  // the client starts on old_node and learns new_node
+  FakeServer old_node(with);
+  Timeline seen;
+  Options o = FastOptions({old_node.url()}, 40);
+  o.on_event = seen.Events();
+  std::unique_ptr<Client> c;
+  ASSERT_TRUE(Client::Connect(o, &c).ok());
+  ASSERT_EQ(c->connected_url(), old_node.url());
+  ASSERT_TRUE(WaitFor(kWait, [&] { return c->known_servers().size() == 2; }));
+  std::shared_ptr<Subscription> data;
+  ASSERT_TRUE(c->Subscribe("data", seen.Messages(), &data).ok());
+  AnnounceLameDuck(&old_node);
+  ASSERT_TRUE(WaitFor(kWait, [&] { return seen.Has("e:reconnected"); }));
+  EXPECT_EQ(c->connected_url(), new_node.url());
+  const auto connects = new_node.LogWith("CONNECT");
+  ASSERT_EQ(connects.size(), 2u) << ::testing::PrintToString(new_node.log());
+  EXPECT_TRUE(IsToken(MoveToken(connects[0])));
+  EXPECT_EQ(MoveToken(connects[1]), "");
+  EXPECT_TRUE(old_node.LogWith("MOVE").empty());
+  EXPECT_EQ(seen.Entries(), (std::vector<std::string>{"e:connected", "e:lame_duck", "e:disconnected", "e:reconnected"}));
+  EXPECT_EQ(c->stats().moves_abandoned, 1u);
+}
+
 // The internal entry point (rebalancing): a move the node did not ask for,
 // abandoned when the new node fails, leaves the client where it was, with
 // what it queued meanwhile sent there in order.
