@@ -416,7 +416,9 @@ TEST(ClientMoveTest, TargetWithoutMoveSupportIsNotMovedTo) {
   std::shared_ptr<Subscription> data;
   ASSERT_TRUE(c->Subscribe("data", seen.Messages(), &data).ok());
   AnnounceLameDuck(&old_node);
-  ASSERT_TRUE(WaitFor(kWait, [&] { return seen.Has("e:reconnected"); }));
+  ASSERT_TRUE(WaitFor(kWait, [&] { return seen.Has("e:reconnected"); }))
+      << ::testing::PrintToString(seen.Entries()) << " " << ::testing::PrintToString(new_node.log()) << " "
+      << c->last_error() << " " << ::testing::PrintToString(c->known_servers());
   EXPECT_EQ(c->connected_url(), new_node.url());
   const auto connects = new_node.LogWith("CONNECT");
   ASSERT_EQ(connects.size(), 2u) << ::testing::PrintToString(new_node.log());
