@@ -1,7 +1,8 @@
 #pragma once
 
 // Builds a zmesh::Client on an Engine configured with test hooks (fake
-// discovery), so unit tests drive the failover logic through the public API.
+// discovery), so unit tests drive the failover logic through the public API,
+// and reaches internal entry points (planned moves) that are not API yet.
 //
 // Thread safety: as Client::Connect.
 
@@ -21,6 +22,8 @@ struct ClientAccess {
     out->reset(new Client(std::move(engine)));
     return Status::Ok();
   }
+  // The internal entry point of planned moves (Engine::RequestMove).
+  static Status RequestMove(Client* client, const std::string& url) { return client->engine_->RequestMove(url); }
 };
 
 }  // namespace zmesh::client

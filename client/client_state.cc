@@ -109,6 +109,8 @@ ClientStats ClientState::stats() const {
   s.out_bytes = out_bytes.load(std::memory_order_relaxed);
   s.reconnects = reconnects.load(std::memory_order_relaxed);
   s.dropped_msgs = dropped.load(std::memory_order_relaxed);
+  s.moves = moves.load(std::memory_order_relaxed);
+  s.moves_abandoned = moves_abandoned.load(std::memory_order_relaxed);
   return s;
 }
 

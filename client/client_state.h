@@ -28,6 +28,7 @@ class ClientState {
 
   // Traffic counters; relaxed atomics, each written by one thread.
   std::atomic<uint64_t> in_msgs{0}, in_bytes{0}, out_msgs{0}, out_bytes{0}, reconnects{0}, dropped{0};
+  std::atomic<uint64_t> moves{0}, moves_abandoned{0};
   // max_payload of the node we are on (-1: none announced); publishes check it.
   std::atomic<int64_t> server_max_payload{-1};
 

@@ -177,6 +177,7 @@ void Connection::HandleReadable() {
 void Connection::HandleOp(const proto::Op& op) {
   using proto::OpType;
   if (op.type == OpType::kPing) {
+    if (sealed_) return;
     proto::AppendPong(&wbuf_);
     Flush();
     return;

@@ -85,6 +85,14 @@ class Connection {
   void Start();
   // Closes the socket without a callback. Idempotent.
   void Close();
+  // Later callbacks go to `delegate` (a planned move hands its new
+  // connection to the Session). Not from inside this connection's callback
+  // to the old delegate unless that callback returns at once.
+  void set_delegate(Delegate* delegate) { delegate_ = delegate; }
+  // Nothing more will be written beyond what wbuf() holds: the server's
+  // PINGs are no longer answered (after MOVE the old node must receive
+  // nothing more). The caller appends nothing either.
+  void Seal() { sealed_ = true; }
 
   // Bytes to send, in order. Append whole operations, then call Flush().
   std::string* wbuf() { return &wbuf_; }
@@ -140,6 +148,7 @@ class Connection {
   event* timeout_ev_ = nullptr;
   bool write_armed_ = false;
   bool write_was_blocked_ = false;
+  bool sealed_ = false;
 };
 
 }  // namespace zmesh::client

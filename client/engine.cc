@@ -66,6 +66,16 @@ void Engine::Close() {
   dispatcher_->Stop();  // joins, or detaches when called from a callback
 }
 
+Status Engine::RequestMove(const std::string& url) {
+  std::string error;
+  auto target = ParseServerUrl(url, &error);
+  if (!target) return Status(StatusCode::kInvalidArgument, error);
+  if (closed()) return Status(StatusCode::kClosed, "client closed");
+  // Runs on the I/O thread, which session_ outlives (reset after the join).
+  outbox_->Post([this, target = *target] { session_->RequestMove(target); });
+  return Status::Ok();
+}
+
 void Engine::FinishClose() {
   if (!state_.Finish()) return;
   for (auto& w : outbox_->Close()) {

@@ -61,6 +61,10 @@ class Engine : public std::enable_shared_from_this<Engine> {
                  std::chrono::milliseconds timeout, Message* reply);
   Status Drain(Clock::time_point deadline);
   void Close();
+  // Asks the I/O thread to move to `url` the lossless way (a planned move;
+  // rebalancing, tests). Returns once asked; the move is reported by kMoved,
+  // or not made (see Session::RequestMove).
+  Status RequestMove(const std::string& url);
 
   ConnectionState state() const { return state_.state(); }
   std::string connected_url() const { return state_.connected_url(); }

@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -144,6 +145,18 @@ void Outbox::SetDisconnected(std::string_view salvaged) {
   KeepFrames(pending_, 0, kFramePub | kFramePing, &kept);
   pending_.swap(kept);
   if (space_waiters_ > 0) space_cv_.notify_all();
+}
+
+void Outbox::ResumeAfterMove(size_t covered, std::string_view salvaged) {
+  std::lock_guard<std::mutex> lock(mu_);
+  covered = std::min(covered, pending_.size());
+  std::string kept;
+  kept.reserve(salvaged.size() + pending_.size());
+  KeepFrames(salvaged, 0, kFramePub, &kept);
+  // PINGs stay: their waiters are in pending_waiters_, in order.
+  KeepFrames(std::string_view(pending_).substr(0, covered), 0, kFramePub | kFramePing, &kept);
+  kept.append(pending_, covered, std::string::npos);
+  pending_.swap(kept);
 }
 
 std::deque<PongWaiter> Outbox::Close() {

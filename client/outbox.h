@@ -105,6 +105,20 @@ class Outbox {
     resubscribe();
     connected_ = true;
   }
+  // A planned move (client/move.h): `resubscribe` runs under the lock and
+  // writes every SUB into the new connection. Returns how many pending bytes
+  // that snapshot covers: their SUB/UNSUB are in it, so ResumeAfterMove
+  // drops them. The I/O thread takes nothing from pending while a move runs.
+  template <typename Fn>
+  size_t SnapshotSubscriptions(Fn&& resubscribe) {
+    std::lock_guard<std::mutex> lock(mu_);
+    resubscribe();
+    return pending_.size();
+  }
+  // The new connection of a move takes over: the SUB/UNSUB within the first
+  // `covered` pending bytes are dropped, and the publishes in `salvaged`
+  // (written to the old connection but never sent) go first.
+  void ResumeAfterMove(size_t covered, std::string_view salvaged);
   // The connection was lost. `salvaged` (publishes the dead connection never
   // wrote) goes before what is pending; pending keeps its publishes and
   // PINGs and loses SUB/UNSUB. Wakes blocked publishers.

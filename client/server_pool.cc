@@ -136,6 +136,15 @@ void ServerPool::OnConnectionLost(const std::string& key, TimePoint now) {
   }
 }
 
+void ServerPool::OnDisconnected(const std::string& key) {
+  Entry* e = Find(key);
+  if (e == nullptr) return;
+  e->connected = false;
+  if (e->sources == 0) {
+    std::erase_if(entries_, [&](const Entry& x) { return x.key == key; });
+  }
+}
+
 void ServerPool::Leave(const std::string& key, TimePoint now, Duration hold) {
   Entry* e = Find(key);
   last_failed_ = key;

@@ -71,6 +71,9 @@ class ServerPool {
   void OnConnected(const std::string& key, TimePoint now);
   // An established connection to `key` was lost.
   void OnConnectionLost(const std::string& key, TimePoint now);
+  // We closed an established connection to `key` ourselves (a planned move
+  // left it): no failure, no backoff.
+  void OnDisconnected(const std::string& key);
   // `key` announced lame duck mode: keep away from it for `hold`.
   void Leave(const std::string& key, TimePoint now, Duration hold);
 

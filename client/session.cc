@@ -127,6 +127,8 @@ void Session::Run() {
 
   // The loop ended (Close): free everything the I/O thread owns, here.
   conn_.reset();
+  move_.reset();
+  retired_moves_.clear();
   graveyard_.clear();
   inbound_.Reset();
   discovery_.reset();
@@ -172,6 +174,7 @@ void Session::OnReapEvent(evutil_socket_t, short, void* arg) {
   auto* self = static_cast<Session*>(arg);
   self->AssertInIoThread();
   self->graveyard_.clear();
+  self->retired_moves_.clear();
 }
 void Session::OnPumpEvent(evutil_socket_t, short, void* arg) { static_cast<Session*>(arg)->Pump(); }
 
@@ -194,7 +197,8 @@ void Session::Retire(std::unique_ptr<Connection> conn) {
 void Session::Pump() {
   AssertInIoThread();
   for (int round = 0; round < kPumpRounds; ++round) {
-    if (conn_ == nullptr || !conn_ready_) return;
+    // A move holds everything back for the new connection (client/move.h).
+    if (conn_ == nullptr || !conn_ready_ || move_ != nullptr) return;
     if (!conn_->write_idle()) return;  // writability resumes us (OnConnectionWritable)
     if (!outbox_->TakePending(conn_->wbuf(), &inflight_pongs_)) {
       if (outbox_->ArmIfIdle()) return;
@@ -215,6 +219,8 @@ void Session::Tick() {
                    false);
     return;
   }
+  // After MOVE nothing more goes to the old node; the move's deadline bounds the wait.
+  if (move_ != nullptr && move_->cut_sent()) return;
   if (now - last_ping_ < options_.ping_interval) return;
   last_ping_ = now;
   if (++pings_out_ > options_.max_pings_out) {
@@ -333,20 +339,9 @@ void Session::OnConnectionReady(Connection* conn) {
   // interest barrier), and only then is the move reported.
   std::string* out = conn->wbuf();
   std::vector<std::shared_ptr<SubState>> ended;
-  size_t resubscribed = 0;
   resubscribed_ = nullptr;
   outbox_->SetConnected([&] {
-    for (const auto& sub : subs_->All()) {
-      const int64_t max = sub->max_msgs.load();
-      const int64_t remaining = max > 0 ? max - sub->delivered.load() : 0;
-      if (max > 0 && remaining <= 0) {
-        ended.push_back(sub);
-        continue;
-      }
-      proto::AppendSub(out, sub->subject, sub->queue_group, sub->sid);
-      if (max > 0) proto::AppendUnsub(out, sub->sid, remaining);
-      ++resubscribed;
-    }
+    const size_t resubscribed = AppendResubscription(out, &ended);
     if (resubscribed > 0 && options_.subscribe_confirm_timeout.count() > 0) {
       proto::AppendPing(out);
       resubscribed_ = std::make_shared<Completion<bool>>();
@@ -365,6 +360,23 @@ void Session::OnConnectionReady(Connection* conn) {
   if (resubscribed_ == nullptr) ReportConnected(conn->url());
   HandleServerInfo(conn->info());
   if (conn_.get() == conn && conn_ready_) Pump();
+}
+
+size_t Session::AppendResubscription(std::string* out, std::vector<std::shared_ptr<SubState>>* ended) const {
+  AssertInIoThread();
+  size_t resubscribed = 0;
+  for (const auto& sub : subs_->All()) {
+    const int64_t max = sub->max_msgs.load();
+    const int64_t remaining = max > 0 ? max - sub->delivered.load() : 0;
+    if (max > 0 && remaining <= 0) {
+      ended->push_back(sub);
+      continue;
+    }
+    proto::AppendSub(out, sub->subject, sub->queue_group, sub->sid);
+    if (max > 0) proto::AppendUnsub(out, sub->sid, remaining);
+    ++resubscribed;
+  }
+  return resubscribed;
 }
 
 void Session::ReportConnected(const ServerUrl& url) {
@@ -394,6 +406,9 @@ void Session::OnConnectionOp(Connection* conn, const proto::Op& op) {
       return;
     case proto::OpType::kInfo:
       HandleServerInfo(conn->info());
+      return;
+    case proto::OpType::kMoved:
+      HandleMoved(op.arg);
       return;
     case proto::OpType::kErr: {
       Status err(StatusCode::kServerError, conn->url().key() + ": -ERR " + std::string(op.arg));
@@ -426,7 +441,15 @@ void Session::HandleServerInfo(const proto::Info& info) {
   state_->server_max_payload.store(info.max_payload);
   if (info.connect_urls) UpdateAnnounced(*info.connect_urls);
   if (info.lame_duck && conn_ != nullptr && conn_ready_) {
+    if (move_ != nullptr) {  // already moving away: now for lame duck mode
+      if (move_->reason() == Move::Reason::kLameDuck) return;
+      move_->set_reason(Move::Reason::kLameDuck);
+      pool_.Leave(conn_->url().key(), Clock::now(), options_.lame_duck_hold);
+      dispatcher_->Emit(EventType::kLameDuck, conn_->url().ToString(), Status());
+      return;
+    }
     dispatcher_->Emit(EventType::kLameDuck, conn_->url().ToString(), Status());
+    if (StartLameDuckMove()) return;
     DropConnection(Status(StatusCode::kDisconnected, conn_->url().key() + ": node entered lame duck mode"), true);
   }
 }
@@ -447,6 +470,7 @@ void Session::OnConnectionClosed(Connection* conn, const Status& why) {
 void Session::DropConnection(Status why, bool lame_duck) {
   AssertInIoThread();
   if (conn_ == nullptr) return;
+  if (move_ != nullptr && EndMoveOnOldLoss(why, &lame_duck)) return;
   std::unique_ptr<Connection> conn = std::move(conn_);
   const bool was_ready = conn_ready_;
   conn_ready_ = false;
@@ -481,13 +505,15 @@ void Session::Close(Status why) {
   if (io_closed_) return;
   io_closed_ = true;
   if (conn_ != nullptr) {
-    if (conn_ready_) {
+    // After MOVE the old node must receive nothing more.
+    if (conn_ready_ && (move_ == nullptr || !move_->cut_sent())) {
       // Best effort: what is already encoded goes out if the socket takes it.
       outbox_->TakePending(conn_->wbuf(), &inflight_pongs_);
       conn_->Flush();
     }
     if (conn_ != nullptr) conn_->Close();
   }
+  if (move_ != nullptr) RetireMove(std::move(move_));  // closes the new connection
   for (auto& w : inflight_pongs_) {
     if (w) w->Complete(why);
   }

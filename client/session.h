@@ -3,7 +3,10 @@
 // The client's I/O side: the event loop, the connection to the current node,
 // choosing nodes and failing over (ServerPool, discovery, backoff), keepalive,
 // re-subscription after a move, handing received messages to the Dispatcher,
-// and moving what the Outbox holds to the socket.
+// and moving what the Outbox holds to the socket. Planned, lossless moves
+// (client/move.h) are driven from session_move.cc: while one runs, the
+// Outbox is not pumped; what the application sends waits there, in order,
+// for the new connection.
 //
 // Thread contract: a Session belongs to one thread at a time. The owner
 // (Engine) constructs it and calls Init() on its own thread; from Run() on
@@ -34,6 +37,7 @@
 #include "client/discovery.h"
 #include "client/dispatcher.h"
 #include "client/inbound.h"
+#include "client/move.h"
 #include "client/outbox.h"
 #include "client/server_pool.h"
 #include "client/thread_owner.h"
@@ -44,7 +48,7 @@ class ClientState;
 class RequestMux;
 class SubscriptionTable;
 
-class Session : public Connection::Delegate {
+class Session : public Connection::Delegate, private Move::Host {
  public:
   using Clock = std::chrono::steady_clock;
 
@@ -73,6 +77,11 @@ class Session : public Connection::Delegate {
   // already encoded if it can, fails pending flushes, ends the loop. Also
   // how the session gives up on its own (reconnect attempts exhausted).
   void Close(Status why);
+  // I/O thread: moves to `target` the lossless way (rebalancing; tests).
+  // False when no move starts: not connected, a move already running, the
+  // node does not support moves, Options::lossless_moves is off, or
+  // `target` is the current node.
+  bool RequestMove(const ServerUrl& target);
 
  private:
   void AssertInIoThread() const { owner_.Check(); }
@@ -106,6 +115,36 @@ class Session : public Connection::Delegate {
   // Keeps a closed connection until the loop is past the callback it was
   // closed in (a Connection must not be freed inside its own callback).
   void Retire(std::unique_ptr<Connection> conn);
+  // Under the Outbox lock: SUB (and UNSUB <remaining> for auto-unsubscribe
+  // limits) for every subscription; those already at their limit go to
+  // *ended. Returns how many were written.
+  size_t AppendResubscription(std::string* out, std::vector<std::shared_ptr<SubState>>* ended) const;
+
+  // ---- I/O thread: planned moves (session_move.cc) ----
+  bool CanMove() const;
+  // The current node announced lame duck mode: starts a move to a node
+  // failover would pick. False when none is eligible now (or moves are off).
+  bool StartLameDuckMove();
+  void StartMove(const ServerUrl& target, Move::Reason reason);
+  // Ends the move without switching: pool bookkeeping, the counter, and
+  // (replay) what the new node delivered goes to the application first.
+  // Returns why the move was made.
+  Move::Reason AbandonMove(bool replay);
+  // Makes the move's connection the current one. why.ok(): the old node
+  // said MOVED (kMoved); otherwise an unplanned failover after the cut
+  // (kDisconnected + kReconnected).
+  void SwitchToNew(const Status& why);
+  // The old connection ends while a move runs (DropConnection): true when
+  // the session switched to the new connection instead; else the move is
+  // over and *lame_duck tells whether it was made for lame duck mode.
+  bool EndMoveOnOldLoss(const Status& why, bool* lame_duck);
+  // MOVED <token> on the old connection.
+  void HandleMoved(std::string_view token);
+  void RetireMove(std::unique_ptr<Move> move);
+  // Move::Host.
+  void OnMoveConnected(Move* move) override;
+  void OnMoveConfirmed(Move* move) override;
+  void OnMoveFailed(Move* move, Move::Failure failure, const Status& why) override;
 
   // Connection::Delegate, I/O thread.
   void OnConnectionReady(Connection* conn) override;
@@ -137,6 +176,8 @@ class Session : public Connection::Delegate {
   std::unique_ptr<Connection> conn_;
   bool conn_ready_ = false;
   std::vector<std::unique_ptr<Connection>> graveyard_;
+  std::unique_ptr<Move> move_;  // the planned move in progress, if any
+  std::vector<std::unique_ptr<Move>> retired_moves_;  // freed with the graveyard
   std::deque<PongWaiter> inflight_pongs_;
   int pings_out_ = 0;
   Clock::time_point last_ping_{};

@@ -41,6 +41,7 @@ std::string_view EventTypeName(EventType type) {
     case EventType::kDisconnected: return "disconnected";
     case EventType::kReconnected: return "reconnected";
     case EventType::kLameDuck: return "lame_duck";
+    case EventType::kMoved: return "moved";
     case EventType::kServersChanged: return "servers_changed";
     case EventType::kSlowConsumer: return "slow_consumer";
     case EventType::kError: return "error";

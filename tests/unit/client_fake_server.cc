@@ -24,6 +24,7 @@ struct FakeServer::Conn {
   std::string in;
   int pings = 0;       // PINGs received; the first is the CONNECT handshake's
   int held_pongs = 0;  // PONGs owed while pongs are held
+  std::string move_token;  // MOVE received with this token
   struct Sub {
     std::string subject;
     std::string queue;
@@ -126,6 +127,17 @@ void FakeServer::SendToAll(const std::string& bytes) {
   });
 }
 
+void FakeServer::FinishMove(const std::string& token) {
+  Post([this, token] {
+    for (auto& c : conns_) {
+      if (c->fd < 0 || c->move_token != token) continue;
+      Send(c.get(), "MOVED " + token + "\r\n");
+      ::close(c->fd);  // a FIN after MOVED; the loop forgets the connection
+      c->fd = -1;
+    }
+  });
+}
+
 void FakeServer::SendInfo(const proto::Info& info) { SendToAll(proto::EncodeInfoLine(info)); }
 
 void FakeServer::Inject(const std::string& subject, const std::string& payload) {
@@ -169,6 +181,7 @@ proto::Info FakeServer::info() const {
   info.auth_required = !config_.user.empty();
   info.max_payload = config_.max_payload;
   if (!config_.connect_urls.empty()) info.connect_urls = config_.connect_urls;
+  info.move = config_.move;
   return info;
 }
 
@@ -322,6 +335,9 @@ void FakeServer::HandleLine(Conn* c, const std::string& line, const std::string*
     }
   } else if (op == "PONG") {
     log("PONG");
+  } else if (op == "MOVE" && n >= 2) {
+    c->move_token = std::string(args[1]);
+    log("MOVE " + c->move_token);
   } else if (op == "SUB") {
     Conn::Sub sub;
     sub.subject = std::string(args[1]);

@@ -7,7 +7,8 @@
 // each client sent, so tests can check what the client does around failures.
 // Controls simulate what real nodes do: die (sockets closed, listener gone),
 // come back on the same port, stop answering PINGs, announce lame duck mode,
-// send garbage.
+// send garbage, and, advertising INFO "move", take part in planned moves
+// as scripted by the test (MOVE is recorded; FinishMove answers MOVED).
 //
 // Thread safety: all public methods are thread-safe; controls run on the
 // server thread and return when done.
@@ -36,6 +37,8 @@ struct FakeServerConfig {
   bool headers = true;
   // When set, sent instead of the normal INFO line (garbage tests).
   std::string raw_info;
+  // INFO "move": the node supports planned moves.
+  bool move = false;
 };
 
 class FakeServer {
@@ -70,12 +73,16 @@ class FakeServer {
   void SendInfo(const proto::Info& info);
   // Publishes as if another client had: MSG to every matching subscription.
   void Inject(const std::string& subject, const std::string& payload);
+  // The old node's end of a move: to the connection that sent MOVE <token>,
+  // writes MOVED <token> as its last bytes and closes it.
+  void FinishMove(const std::string& token);
 
   // Currently open client connections, and connections ever accepted.
   int connections() const;
   int accepted() const;
   // Everything clients sent, one entry per operation, in order:
-  // "CONNECT {...}", "SUB subj [queue] sid", "UNSUB sid [max]", "PUB subj [reply] payload", "PING".
+  // "CONNECT {...}", "SUB subj [queue] sid", "UNSUB sid [max]", "PUB subj [reply] payload", "PING",
+  // "PONG", "MOVE token".
   std::vector<std::string> log() const;
   // Only entries starting with `prefix`.
   std::vector<std::string> LogWith(const std::string& prefix) const;

@@ -123,6 +123,36 @@ TEST(OutboxTest, DisconnectKeepsPublishesAndPingsAndDropsSubscriptions) {
   EXPECT_EQ(waiters[0], waiter);
 }
 
+// A planned move: what was queued before the re-subscription snapshot has
+// its SUB/UNSUB in that snapshot, so they are dropped when the new
+// connection takes over; later ones stay, publishes and PINGs keep their
+// order, and publishes salvaged from the old connection go first.
+TEST(OutboxTest, MoveDropsOnlyTheSubscriptionChangesItsSnapshotCovers) {
+  Outbox box(Outbox::Limits{1 << 20, 1 << 20});
+  ASSERT_TRUE(box.Init().ok());
+  box.SetConnected([] {});
+  ASSERT_TRUE(box.AppendPub("a", "", "", "1").ok());
+  box.WithLock([](bool, std::string* pending) { proto::AppendSub(pending, "x", "", 1); });
+  auto w1 = std::make_shared<Completion<bool>>();
+  ASSERT_TRUE(box.AppendPing(w1).ok());
+  box.WithLock([](bool, std::string* pending) { proto::AppendUnsub(pending, 2); });
+  std::string snapshot;
+  const size_t covered = box.SnapshotSubscriptions([&] { proto::AppendSub(&snapshot, "x", "", 1); });
+  EXPECT_EQ(covered, box.pending_bytes());
+  box.WithLock([](bool, std::string* pending) { proto::AppendSub(pending, "y", "", 3); });
+  ASSERT_TRUE(box.AppendPub("b", "", "", "2").ok());
+  std::string salvaged;
+  proto::AppendPub(&salvaged, "early", "", "0");
+  proto::AppendSub(&salvaged, "z", "", 9);  // never kept from the old connection
+  box.ResumeAfterMove(covered, salvaged);
+  std::string wbuf;
+  std::deque<PongWaiter> waiters;
+  ASSERT_TRUE(box.TakePending(&wbuf, &waiters));
+  EXPECT_EQ(wbuf, "PUB early 1\r\n0\r\nPUB a 1\r\n1\r\nPING\r\nSUB y 3\r\nPUB b 1\r\n2\r\n");
+  ASSERT_EQ(waiters.size(), 1u);
+  EXPECT_EQ(waiters[0], w1);
+}
+
 TEST(OutboxTest, PublishBlocksAtTheHighWaterMarkWhileConnected) {
   Outbox box(Outbox::Limits{64, 1 << 20});
   ASSERT_TRUE(box.Init().ok());

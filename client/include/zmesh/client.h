@@ -19,6 +19,9 @@
 // - connects to a node chosen at random; when it fails (or announces lame
 //   duck mode) moves to another one, never straight back to the one that just
 //   failed, with per-node exponential backoff and jitter;
+// - when a node that supports planned moves announces lame duck mode, moves
+//   make before break instead, losing, duplicating and reordering nothing
+//   (Options::lossless_moves; reported as kMoved);
 // - after every move re-sends all subscriptions (queue groups and remaining
 //   auto-unsubscribe counts included) before anything buffered, then sends
 //   the publishes buffered while it was disconnected (bounded; a publish that
@@ -71,6 +74,10 @@ struct ClientStats {
   uint64_t out_bytes = 0;  // payload bytes published
   uint64_t reconnects = 0;
   uint64_t dropped_msgs = 0;  // dropped at subscription pending limits
+  // Planned moves (Options::lossless_moves): finished losslessly (MOVED),
+  // and begun but ended otherwise (a fallback or a failover).
+  uint64_t moves = 0;
+  uint64_t moves_abandoned = 0;
 };
 
 // A handle on one subscription. Dropping the handle does not unsubscribe (an

@@ -24,6 +24,8 @@ enum class EventType {
   kReconnected,     // connected again after a loss or a move, every subscription re-made and live
                     // mesh-wide (url = the new node)
   kLameDuck,        // our node announced lame duck mode; the client moves away
+  kMoved,           // a planned move finished losslessly (url = the new node); no kDisconnected or
+                    // kReconnected is reported for it (see Options::lossless_moves)
   kServersChanged,  // the set of known nodes changed (ZooKeeper or INFO connect_urls)
   kSlowConsumer,    // a subscription dropped messages at its pending limit (subject set)
   kError,           // an asynchronous error, e.g. -ERR 'Permissions Violation...'
@@ -102,6 +104,26 @@ struct Options {
   // Consecutive failed attempts before the client gives up and closes;
   // -1 = never.
   int max_reconnect_attempts = -1;
+  // Planned moves (docs/design-lossless-moves.md): when a node that
+  // advertises INFO "move" announces lame duck mode, the client first
+  // connects to another node and re-subscribes there, then asks the old node
+  // to cut over (MOVE) and switches when it says it is done (MOVED):
+  // nothing lost, duplicated or reordered, reported as kMoved. Publishes
+  // and subscription changes made meanwhile wait in the client (Publish
+  // blocks beyond max_pending_write_bytes) and go to the new node after the
+  // switch. A move that cannot be made (no other node now, the new
+  // connection fails) falls back to the move without the guarantee: drop,
+  // then connect (kDisconnected, kReconnected). false = always the latter.
+  bool lossless_moves = true;
+  // A move not finished within this long (the old node never said MOVED)
+  // is ended: before the cut the client stays on (or, lame duck, leaves)
+  // the old node; after it, it switches to the new node as after a failure
+  // (kDisconnected, kReconnected).
+  std::chrono::milliseconds move_timeout{15000};
+  // Bytes of messages the new node may deliver before the switch; they are
+  // held back so that the old node's messages come first. Beyond it the
+  // move ends early as when move_timeout passes.
+  size_t move_buffer_bytes = 64 << 20;
 
   // ---- Liveness. ----
   // The client PINGs every ping_interval; with more than max_pings_out
