@@ -6,6 +6,7 @@
 #include "client/client_state.h"
 #include "client/frame_scanner.h"
 #include "client/request_mux.h"
+#include "client/server_url.h"
 #include "client/subscription_table.h"
 #include "client/tls_transport.h"
 #include "proto/client_writer.h"
@@ -85,6 +86,8 @@ Status Session::Init() {
   connect.version = kVersion;
   connect.protocol = 1;
   connect.echo = options_.echo;
+  // We follow a node's INFO "move_to" (rebalancing) with a planned move.
+  if (options_.lossless_moves) connect.moves = true;
   if (!options_.user.empty()) connect.user = options_.user;
   if (!options_.password.empty()) connect.pass = options_.password;
   conn_options_.connect_timeout = options_.connect_timeout;
@@ -451,6 +454,11 @@ void Session::HandleServerInfo(const proto::Info& info) {
     dispatcher_->Emit(EventType::kLameDuck, conn_->url().ToString(), Status());
     if (StartLameDuckMove()) return;
     DropConnection(Status(StatusCode::kDisconnected, conn_->url().key() + ": node entered lame duck mode"), true);
+    return;
+  }
+  // The node asks us to move for balance; a planned move or nothing.
+  if (!info.move_to.empty() && conn_ != nullptr && conn_ready_) {
+    if (auto target = ParseServerUrl(info.move_to)) RequestMove(*target);
   }
 }
 

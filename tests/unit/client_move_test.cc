@@ -458,6 +458,26 @@ TEST_F(ClientMoveTest, RequestedMoveCarriesSubscriptionChangesMadeMeanwhile) {
   EXPECT_EQ(seen.Entries(), (std::vector<std::string>{"e:connected", "e:moved"}));
 }
 
+// Rebalancing: the node names another in INFO "move_to"; the client, which
+// said in CONNECT that it can move, makes a planned move there.
+TEST_F(ClientMoveTest, InfoMoveToStartsAPlannedMoveThere) {
+  Start(39);
+  const auto connects = old_node->LogWith("CONNECT");
+  ASSERT_EQ(connects.size(), 1u);
+  proto::ConnectOptions opts;
+  ASSERT_TRUE(proto::DecodeConnect(connects[0].substr(8), &opts));
+  EXPECT_EQ(opts.moves, std::optional<bool>(true)) << connects[0];
+  proto::Info info = old_node->info();
+  info.move_to = new_node->url();
+  old_node->SendInfo(info);
+  ASSERT_TRUE(WaitFor(kWait, [&] { return !old_node->LogWith("MOVE").empty(); }));
+  EXPECT_TRUE(IsToken(MoveToken(new_node->LogWith("CONNECT").at(0))));
+  old_node->FinishMove(old_node->LogWith("MOVE").at(0).substr(5));
+  ASSERT_TRUE(WaitFor(kWait, [&] { return seen.Has("e:moved"); }));
+  EXPECT_EQ(ConnectedTo(*c, servers_), 1 - first_);
+  EXPECT_EQ(c->stats().moves, 1u);
+}
+
 TEST_F(ClientMoveTest, CloseDuringAMoveClosesBothConnections) {
   Start(38);
   new_node->HoldPongs(true);
