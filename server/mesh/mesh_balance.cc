@@ -68,7 +68,7 @@ void Mesh::ShareLoadAndRebalance() {
     ctx_->rebalance.Set(0, {});
     return;
   }
-  const RebalancePlan plan = PlanRebalance(own, loads, options_.rebalance_moves_per_s);
+  const RebalancePlan plan = PlanRebalance(options_.node_id, own, loads, options_.rebalance_moves_per_s);
   ctx_->rebalance.Set(plan.moves, plan.target_url);
   if (plan.moves > 0) {
     // Until its next LOAD, count them as arrived, so the next round does

@@ -4,9 +4,10 @@
 // others' client counts (LOAD frames) and decides on its own how many of its
 // clients to move and where; no node coordinates the rest. A node above its
 // fair share (ceil of the mesh average, plus 10 %) moves its excess, at most
-// `max_moves` at a time, to the least loaded node, while that node is below
-// the average. Every node sheds only its own excess, so the nodes converge
-// without agreeing on anything but the counts.
+// `max_moves` at a time, to the least loaded node, filling that node up to
+// the share; nodes shedding at the same time split its room. Every node
+// sheds only its own excess, so the nodes converge without agreeing on
+// anything but the counts.
 //
 // Pure functions; no threads.
 
@@ -28,8 +29,9 @@ struct RebalancePlan {
   std::string target_url;
 };
 
-// `own`: this node's clients; `peers`: the others that take part (linked,
-// able to take moves, their load known).
-RebalancePlan PlanRebalance(int64_t own, const std::vector<NodeLoad>& peers, int max_moves);
+// `own_id`, `own`: this node and its clients; `peers`: the others that take
+// part (linked, able to take moves, their load known).
+RebalancePlan PlanRebalance(const std::string& own_id, int64_t own, const std::vector<NodeLoad>& peers,
+                            int max_moves);
 
 }  // namespace zmesh::server::mesh

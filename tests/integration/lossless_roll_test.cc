@@ -12,7 +12,8 @@
 // = lame duck, then restart on the same ports; or start new nodes), then
 // stops the publishers and checks, per subscriber, every publisher's every
 // message exactly once and in order on the plain and the wildcard
-// subscription; over the queue group's members, every message exactly once;
+// subscription; over the queue group's members, every message exactly once
+// (a moving member's order is reported, not asserted: see the design doc);
 // every request answered; and the nodes' client counts within ±20 % of even.
 //
 // Every wait is bounded; nodes are signalled by PID only; loopback only.
@@ -308,11 +309,14 @@ class LosslessRollTest : public MeshFixture {
     });
     EXPECT_TRUE(all_in) << "some subscriber never got a publisher's last message";
     std::vector<Receipts> queue;
-    uint64_t moved = 0;
+    uint64_t moved = 0, queue_reorders = 0;
     for (auto& s : subscribers_) {
       EXPECT_TRUE(ExactlyOnceInOrder(s->plain(), published)) << s->name() << " plain";
       EXPECT_TRUE(ExactlyOnceInOrder(s->wildcard(), published)) << s->name() << " wildcard";
-      EXPECT_EQ(s->queue().order_violations, 0u) << s->name() << " queue: " << s->queue().first_order_violation;
+      // Not asserted (docs/design-lossless-moves.md, "Queue groups"): a
+      // member that moves may see a publisher's messages picked for it in
+      // the move window out of order; exactly once holds (below).
+      queue_reorders += s->queue().order_violations;
       queue.push_back(s->queue());
       moved += static_cast<uint64_t>(s->events("moved"));
     }
@@ -322,7 +326,7 @@ class LosslessRollTest : public MeshFixture {
     uint64_t total_published = 0;
     for (auto& [pub, n] : published) total_published += n;
     std::cout << "[ roll     ] " << total_published << " messages published; " << moved
-              << " subscriber moves; " << requester_->answered() << " requests answered; connections "
+              << " subscriber moves; " << queue_reorders << " queue-member reorders; " << requester_->answered() << " requests answered; connections "
               << Balanced(nodes).message() << "\n";
     subscribers_.clear();
     publishers_.clear();
