@@ -909,10 +909,12 @@ TEST_F(RollingRestartTest, RollingRestartUnderLoadLosesNoSubscriptionAndNothingB
   for (auto& p : zpubs) {
     EXPECT_EQ(p->errors(), 0u) << p->name() << ": Publish returned an error: " << p->first_error();
   }
-  // (4) Every client was told about lame duck and moved.
+  // (4) Every client moved: told about lame duck, or moved away beforehand
+  // because the mesh rebalanced it onto a node already restarted.
   for (auto* group : {&zsubs, &zpubs}) {
     for (auto& c : *group) {
-      EXPECT_GE(c->lame_duck_notices(), 1) << c->name() << ":" << Describe(c->events(), origin_unix);
+      EXPECT_GE(c->lame_duck_notices() + static_cast<int>(c->client().stats().moves), 1)
+          << c->name() << ":" << Describe(c->events(), origin_unix);
       EXPECT_TRUE(c->client().connected()) << c->name();
     }
   }
