@@ -125,12 +125,15 @@ class LoadClient {
       while (!stop_) {
         Message reply;
         const std::string body = "req-" + std::to_string(++n);
+        const auto sent = std::chrono::system_clock::now();
         const Status st = client_->Request(kRequestSubject, body, seconds(5), &reply);
         std::lock_guard<std::mutex> lock(mu_);
         if (st.ok() && reply.data() == body) {
           ++answered_;
         } else if (errors_++ == 0) {
-          first_error_ = st.ok() ? "wrong reply " + std::string(reply.data()) : st.ToString();
+          first_error_ = (st.ok() ? "wrong reply " + std::string(reply.data()) : st.ToString()) + " (" + body +
+                         " sent at " + std::to_string(std::chrono::duration_cast<milliseconds>(
+                                                          sent.time_since_epoch()).count() % 100000) + " ms)";
         }
       }
     });
