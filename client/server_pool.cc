@@ -21,17 +21,28 @@ const ServerPool::Entry* ServerPool::Find(const std::string& key) const {
 
 bool ServerPool::Update(Source source, const std::vector<ServerUrl>& servers) {
   bool changed = false;
-  for (Entry& e : entries_) e.sources &= static_cast<uint8_t>(~source);
+  std::vector<std::string> listed_before;
+  for (Entry& e : entries_) {
+    if ((e.sources & source) != 0) listed_before.push_back(e.key);
+    e.sources &= static_cast<uint8_t>(~source);
+  }
   for (const ServerUrl& url : servers) {
     const std::string key = url.key();
     Entry* e = Find(key);
     if (e == nullptr) {
-      entries_.push_back(Entry{url, key, 0, 0, {}, {}, false});
+      entries_.push_back(Entry{url, key, 0, 0, {}, {}, false, false});
       e = &entries_.back();
       changed = true;
     } else if (source == kStatic || (e->sources & kStatic) == 0) {
       // The user's spelling (scheme, credentials) wins over discovered ones.
       if (e->url.user.empty() || source == kStatic) e->url = url;
+    }
+    // A node that left (lame duck) and that the mesh lists again has come
+    // back (restarted, upgraded): no reason to keep away from it any longer.
+    if (e->left && source != kStatic && std::find(listed_before.begin(), listed_before.end(), key) == listed_before.end()) {
+      e->left = false;
+      e->failures = 0;
+      e->eligible_at = TimePoint{};
     }
     e->sources |= source;
   }
@@ -150,6 +161,7 @@ void ServerPool::Leave(const std::string& key, TimePoint now, Duration hold) {
   last_failed_ = key;
   if (e == nullptr) return;
   e->connected = false;
+  e->left = true;
   e->failures = std::max<uint32_t>(e->failures, 1);
   e->eligible_at = now + std::max(hold, BaseBackoff(e->failures));
   if (e->sources == 0) {

@@ -21,7 +21,9 @@
 //   (k = 1); one lost sooner adds to k, so a node that accepts and drops at
 //   once backs off like one that refuses.
 // - Leave(): a node announced lame duck mode; it is held out for `hold` (and
-//   counts as the last failed).
+//   counts as the last failed), or until a discovering source (ZooKeeper,
+//   INFO connect_urls) that had stopped listing it lists it again: it came
+//   back (a rolling restart).
 //
 // Thread safety: none; owned by the client's I/O thread.
 
@@ -97,6 +99,7 @@ class ServerPool {
     TimePoint eligible_at{};  // earliest next attempt
     TimePoint connected_at{};
     bool connected = false;
+    bool left = false;  // held out after its lame duck, until it is seen back
   };
 
   Entry* Find(const std::string& key);

@@ -169,6 +169,26 @@ TEST(ServerPoolTest, LameDuckNodeIsHeldOut) {
   EXPECT_GT(pick->delay, Clock::duration(0));
 }
 
+// A rolling restart: the node that left is listed again by the mesh once it
+// is back, and then it is a fine place to go (a planned move off the next
+// leaving node needs somewhere to go).
+TEST(ServerPoolTest, LameDuckNodeListedAgainIsEligibleAtOnce) {
+  ServerPool pool(TestPolicy(), 13);
+  pool.Update(ServerPool::kStatic, Urls({"a:1"}));
+  pool.Update(ServerPool::kAnnounced, Urls({"a:1", "b:1"}));
+  auto now = Clock::now();
+  pool.OnConnected("a:1", now);
+  pool.Leave("a:1", now, std::chrono::seconds(30));
+  pool.Update(ServerPool::kAnnounced, Urls({"a:1", "b:1"}));  // not gone from the list yet
+  pool.OnAttemptFailed("b:1", now);
+  EXPECT_GT(pool.Next(now)->delay, Clock::duration(0)) << "still held: the mesh never dropped it";
+  pool.Update(ServerPool::kAnnounced, Urls({"b:1"}));  // its znode is gone
+  pool.Update(ServerPool::kAnnounced, Urls({"a:1", "b:1"}));  // restarted
+  auto pick = pool.Next(now);
+  EXPECT_EQ(pick->server.key(), "a:1");
+  EXPECT_EQ(pick->delay, Clock::duration(0));
+}
+
 TEST(ServerPoolTest, SourcesMergeAndKeepHistory) {
   ServerPool pool(TestPolicy(), 17);
   EXPECT_TRUE(pool.Update(ServerPool::kStatic, Urls({"nats://a:1"})));

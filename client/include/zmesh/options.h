@@ -99,7 +99,8 @@ struct Options {
   // A connection that lived less than this counts as a failure of its node
   // (so a node that accepts and drops at once backs off as if it refused).
   std::chrono::milliseconds stable_connection{1000};
-  // After a lame duck announcement, the node is not tried for this long.
+  // After a lame duck announcement, the node is not tried for this long, or
+  // until the mesh lists it again after it left (it was restarted).
   std::chrono::milliseconds lame_duck_hold{30000};
   // Consecutive failed attempts before the client gives up and closes;
   // -1 = never.
