@@ -53,8 +53,8 @@ enum class FrameType : uint8_t {
   kLeaving = 0x31,    // the sender left the mesh (znode deleted) and drains its clients for up to N ms
   // Planned client moves (docs/design-lossless-moves.md); sent only to nodes
   // whose znode announces "moves".
-  kCut = 0x32,   // token: a client of the sender moves; the sender has cut (a MARK too); cut yours
-  kMark = 0x33,  // token: the sender's cut: what it forwarded before this frame precedes it
+  kCut = 0x32,   // token: the sender's cut for a move (what it forwarded before precedes it); cut yours
+  kMark = 0x33,  // token: the sender's cut, without asking for more (accepted; nodes send CUT)
   kLoad = 0x34,  // clients: the sender's client connections (rebalancing), every second or so
 };
 

@@ -213,7 +213,7 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
   std::vector<std::shared_ptr<MoveFilter>> retired_moves_;
   bool moving_out_ = false;          // MOVE received: nothing but PING/PONG from the client now
   bool movable_ = false;             // CONNECT "moves": the client follows INFO move_to
-  bool asked_to_move_ = false;       // it was sent one (once per connection)
+  int64_t asked_to_move_ms_ = 0;     // when it was last sent one (0: never)
   std::string move_token_text_;      // as the client wrote it: MOVED echoes it
   bool interest_withdrawn_ = false;  // our interest is already withdrawn from the mesh
 };

@@ -111,12 +111,16 @@ void ClientConnection::FinishMoveOut() {
 
 void ClientConnection::MaybeAskToMove(int64_t now) {
   // A client that just arrived (perhaps moved here) is left alone for a
-  // while, so a mesh in flux does not bounce it from node to node.
-  constexpr int64_t kSettleMs = 5000;
-  if (asked_to_move_ || moving_out_ || awaiting_auth() || now - created_ms() < kSettleMs) return;
+  // while, so a mesh in flux does not bounce it from node to node; one that
+  // was asked and stayed (its move was abandoned) is asked again later.
+  constexpr int64_t kSettleMs = 5000, kAskAgainMs = 10000;
+  if (moving_out_ || awaiting_auth() || now - created_ms() < kSettleMs ||
+      (asked_to_move_ms_ != 0 && now - asked_to_move_ms_ < kAskAgainMs)) {
+    return;
+  }
   std::string target;
   if (!ctx_->rebalance.Take(&target)) return;
-  asked_to_move_ = true;
+  asked_to_move_ms_ = now;
   ctx_->moves.rebalance_requests.fetch_add(1, std::memory_order_relaxed);
   // The whole INFO, as every INFO is (a client replaces what it knew), plus
   // where to go.

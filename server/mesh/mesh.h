@@ -31,12 +31,15 @@
 // the main loop.
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include <absl/container/flat_hash_set.h>
 
 #include "server/connection.h"
 #include "server/connector.h"
@@ -202,6 +205,10 @@ class Mesh final : public PeerLinkDelegate {
   uint64_t next_dial_id_ = 1;
   int64_t last_anti_entropy_ms_ = 0;
   int64_t last_load_ms_ = 0;
+  // Moves this node has cut for, oldest first (a node cuts once per move).
+  static constexpr size_t kMaxRememberedCuts = 65536;
+  std::deque<std::pair<uint64_t, int64_t>> cuts_made_;
+  absl::flat_hash_set<uint64_t> cut_tokens_;
 
   // Joining.
   enum class Phase { kStarting, kJoining, kRegistering, kReady, kLeaving } phase_ = Phase::kStarting;

@@ -23,8 +23,20 @@ void Mesh::OnMoveCut(PeerLink* link, uint64_t token) {
 
 void Mesh::Cut(uint64_t token, bool initiate) {
   main_loop_->AssertInLoopThread();
+  // Every node cuts once per move, and its cut is itself a CUT: a node the
+  // old node has no link to yet (a joiner) hears of the move from the
+  // others and cuts too, so the new node, which may be linked to it, does
+  // not wait for it in vain.
+  const int64_t now = MonotonicMs();
+  while (!cuts_made_.empty() && (now - cuts_made_.front().second > 2 * options_.move_timeout_ms ||
+                                 cuts_made_.size() > kMaxRememberedCuts)) {
+    cut_tokens_.erase(cuts_made_.front().first);
+    cuts_made_.pop_front();
+  }
+  if (!cut_tokens_.insert(token).second) return;
+  cuts_made_.emplace_back(token, now);
   std::string frame;
-  proto::peer::EncodeMoveFrame(initiate ? proto::peer::FrameType::kCut : proto::peer::FrameType::kMark, token, &frame);
+  proto::peer::EncodeMoveFrame(proto::peer::FrameType::kCut, token, &frame);
   std::vector<std::string> marked;
   {
     ForwardGateCut cut(&ctx_->forward_gate);
