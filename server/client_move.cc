@@ -71,8 +71,8 @@ void ClientConnection::HandleMove(const proto::Op& op) {
   move_token_text_ = std::string(op.arg);
   auto filter = std::make_shared<MoveFilter>(MoveFilter::Side::kOutgoing, token, MonotonicMs());
   InstallMoveFilter(filter);
-  LOG(INFO) << "node " << ctx_->node_id << ": cid=" << id() << " moves (token " << std::hex << token << std::dec
-            << ", " << subs_.size() << " subscriptions)";
+  LOG(INFO) << "node " << ctx_->node_id << ": cid=" << id() << " moves (token " << move_token_text_ << ", "
+            << subs_.size() << " subscriptions)";
   RefPtr<ClientConnection> self(this);
   moves_->MoveOut(std::move(filter), [self] { self->loop()->QueueInLoop([self] { self->FinishMoveOut(); }); });
 }

@@ -12,6 +12,15 @@
 //
 //  #  mutex                                  held by (who takes it)
 //  -  -------------------------------------  ------------------------------------------------------
+//  0  ForwardGate (one mutex per worker)     a client worker around routing one publish (its own
+//                                            gate; under it 1 never, 3a, 4, 6 to 8, 0b); a cut
+//                                            takes all, in index order (the main loop's Mesh::Cut,
+//                                            a worker finishing a move), then 0a, 3a, 6 to 8.
+//  0a mesh::MoveTable::mu_                   link workers (marks), the main loop (cuts, expiry),
+//                                            client workers (register, forget). Under it: 0b;
+//                                            completion callbacks run after it is dropped.
+//  0b MoveFilter::mu_                        any delivering thread (Accepts), under 0a. Leaf.
+//     RebalanceOrder::mu_                    leaf: the main loop sets, client workers claim.
 //  1  mesh::LocalInterest::mu_               client workers (SUB/UNSUB changes), peer-link workers
 //                                            (snapshot batches, digests), the main loop (attach,
 //                                            detach). Under it: the barrier (2), and each attached
