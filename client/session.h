@@ -3,7 +3,8 @@
 // The client's I/O side: the event loop, the connection to the current node,
 // choosing nodes and failing over (ServerPool, discovery, backoff), keepalive,
 // re-subscription after a move, handing received messages to the Dispatcher,
-// and moving what the Outbox holds to the socket. Planned, lossless moves
+// and moving what the Outbox holds to the socket. Discovery, connect_urls
+// and what an INFO asks of us are in session_nodes.cc. Planned, lossless moves
 // (client/move.h) are driven from session_move.cc: while one runs, the
 // Outbox is not pumped; what the application sends waits there, in order,
 // for the new connection.
