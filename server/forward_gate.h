@@ -3,7 +3,7 @@
 // A point that splits this node's forwarding stream in two for a planned
 // client move (docs/design-lossless-moves.md, "The cut"). A local publish
 // holds its worker's gate while it delivers and forwards one message; a cut
-// holds every gate while it writes its MARK frames. So each message either
+// holds every gate while it writes its CUT frames. So each message either
 // precedes the marks on every link or follows them on every link, and a
 // local delivery either precedes the cut or follows it.
 //

@@ -2,7 +2,7 @@
 
 // Which plain messages a moving client's connection takes, by the node they
 // were published at (docs/design-lossless-moves.md). Every node X cuts its
-// forwarding stream once per move (a MARK on every link): the old node
+// forwarding stream once per move (a CUT on every link): the old node
 // delivers to the client only what X published before its cut
 // (kOutgoing), the new node only what X published after it (kIncoming).
 // Queue-group deliveries are never filtered (each goes to one member only).

@@ -176,9 +176,10 @@ class Mesh final : public PeerLinkDelegate {
   // The next dial to `p` waits twice as long as the last (DialBackoff).
   void BackOff(Peer& p);
   void UpdateConnectUrls();
-  // This node's cut for a planned move: under the forward gate, marks our
-  // own publishes and writes CUT (we started it) or MARK on the link to
-  // every peer that takes part in moves (docs/design-lossless-moves.md).
+  // This node's cut for a planned move, once per token: under the forward
+  // gate, marks our own publishes and writes CUT on the link to every peer
+  // that takes part in moves (docs/design-lossless-moves.md). `initiate`:
+  // our client moves (only logged).
   void Cut(uint64_t token, bool initiate);
   // About once a second: tell the peers our client count and decide how
   // many of our clients to ask to move (server/mesh/rebalancer.h).

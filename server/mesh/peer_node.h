@@ -60,7 +60,7 @@ class PeerNode : public SubscriberEndpoint, public PeerForwarder {
                RefPtr<Connection>* busy_link) override;
 
   // Any thread: appends `frame` to the active link in the order of
-  // forwarded messages (a cut's MARK). False without a link.
+  // forwarded messages (a cut's CUT frame). False without a link.
   bool SendOnLink(std::string_view frame);
 
   // Makes `link` the active link; returns the one it replaces. Any thread.
