@@ -54,7 +54,7 @@ enum class FrameType : uint8_t {
   // Planned client moves (docs/design-lossless-moves.md); sent only to nodes
   // whose znode announces "moves".
   kCut = 0x32,   // token: the sender's cut for a move (what it forwarded before precedes it); cut yours
-  kMark = 0x33,  // token: the sender's cut, without asking for more (accepted; nodes send CUT)
+  kMark = 0x33,  // token: the sender has read your CUT (its own CUT precedes this)
   kLoad = 0x34,  // clients: the sender's client connections (rebalancing), every second or so
 };
 

@@ -73,6 +73,8 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
   const std::string& lang() const { return lang_; }
   const std::string& version() const { return version_; }
   const std::string& user() const { return user_; }
+  // Owner thread: the move this connection is an end of (null: none).
+  const MoveFilter* move() const { return move_.get(); }
   size_t subscription_count() const { return subs_.size(); }
   const std::string& remote_ip() const { return remote_ip_; }
   int remote_port() const { return remote_port_; }
@@ -103,6 +105,7 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
   void OnInput(std::string_view data) override;
   void OnClose(CloseReason reason) override;
   bool in_planned_move() const override { return moving_out_; }
+  bool moves_when_asked() const override { return movable_; }
 
  private:
   ~ClientConnection() override;

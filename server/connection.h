@@ -103,6 +103,9 @@ class Connection : public SubscriberEndpoint {
   // Owner thread: the connection is the old end of a planned move and ends
   // on its own (MOVED); lame duck leaves it alone meanwhile.
   virtual bool in_planned_move() const { return false; }
+  // Owner thread: the client moves by itself when told its node is leaving
+  // (CONNECT "moves"); lame duck closes it only at the end of its duration.
+  virtual bool moves_when_asked() const { return false; }
 
   int64_t created_ms() const { return created_ms_; }  // monotonic
   int64_t created_unix_ms() const { return created_unix_ms_; }

@@ -9,13 +9,20 @@ namespace zmesh::server {
 bool MoveFilter::Accepts(std::string_view origin) const {
   std::lock_guard<std::mutex> lock(mu_);
   const bool marked = marked_.contains(AbslView(origin));
-  if (side_ == Side::kIncoming) return finished_ || marked;
-  return !finished_ && !marked;
+  const bool accepts = side_ == Side::kIncoming ? finished_ || marked : !finished_ && !marked;
+  withheld_ += accepts ? 0 : 1;
+  return accepts;
 }
 
 bool MoveFilter::Mark(std::string_view origin) {
   std::lock_guard<std::mutex> lock(mu_);
   marked_.emplace(std::string(origin));
+  return ReportLocked();
+}
+
+bool MoveFilter::Acknowledge(std::string_view origin) {
+  std::lock_guard<std::mutex> lock(mu_);
+  acknowledged_.emplace(std::string(origin));
   return ReportLocked();
 }
 
@@ -44,9 +51,17 @@ bool MoveFilter::finished() const {
   return finished_;
 }
 
+uint64_t MoveFilter::withheld() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return withheld_;
+}
+
 bool MoveFilter::CompleteLocked() const {
   if (!expecting_ || !marked_.contains(absl::string_view())) return false;
-  return std::all_of(expected_.begin(), expected_.end(), [this](const std::string& o) { return marked_.contains(o); });
+  const bool old_end = side_ == Side::kOutgoing;
+  return std::all_of(expected_.begin(), expected_.end(), [this, old_end](const std::string& o) {
+    return marked_.contains(o) && (!old_end || acknowledged_.contains(o));
+  });
 }
 
 bool MoveFilter::ReportLocked() {

@@ -39,9 +39,15 @@ class MoveFilter {
   // Whether a plain message published at `origin` goes to this client.
   bool Accepts(std::string_view origin) const;
 
-  // `origin` has cut (its MARK or CUT arrived, or its link is gone: nothing
-  // more comes from it). True when this completed the move's cuts (once).
+  // `origin` has cut (its CUT arrived, or its link is gone: nothing more
+  // comes from it). True when this completed the move's cuts (once).
   bool Mark(std::string_view origin);
+  // `origin` has read this node's CUT (its MARK arrived, or its link is
+  // gone), so it has delivered all this node forwarded before the cut. The
+  // old end waits for this too: a client that publishes may publish on the
+  // new node once MOVED arrives, and those messages must not overtake its
+  // earlier ones anywhere. True when this completed the move (once).
+  bool Acknowledge(std::string_view origin);
   // This node's cut went to `origins` (the peers linked at that moment);
   // the cut is complete when they and this node have marked. True when this
   // completed it (once).
@@ -54,6 +60,9 @@ class MoveFilter {
 
   bool complete() const;
   bool finished() const;
+  // Plain messages Accepts turned away (the other end of the move delivers
+  // them): /connz shows it for a connection in a move.
+  uint64_t withheld() const;
 
  private:
   bool CompleteLocked() const;
@@ -64,10 +73,12 @@ class MoveFilter {
   const int64_t started_ms_;
   mutable std::mutex mu_;
   absl::flat_hash_set<std::string> marked_;
+  absl::flat_hash_set<std::string> acknowledged_;  // the old end only
   std::vector<std::string> expected_;
   bool expecting_ = false;  // this node has cut
   bool finished_ = false;
   bool reported_ = false;   // completion was reported
+  mutable uint64_t withheld_ = 0;
 };
 
 }  // namespace zmesh::server

@@ -467,13 +467,19 @@ void Server::LameDuckStep() {
     const int64_t share = quota / workers + ((i + lame_duck_rotation_) % workers < quota % workers ? 1 : 0);
     if (share == 0) continue;
     IoWorker* worker = workers_[static_cast<size_t>(i)].get();
-    worker->loop()->QueueInLoop([worker, share] {
+    const bool last_step = into >= duration;
+    worker->loop()->QueueInLoop([worker, share, last_step] {
       int64_t closed = 0;
-      worker->ForEachConnection([&closed, share](Connection* c) {
+      worker->ForEachConnection([&closed, share, last_step](Connection* c) {
         if (closed >= share || c->kind() != SubscriberEndpoint::Kind::kClient || c->closing()) return;
         // Cutting a move short would lose what the old end still owes; it
         // ends within --move_timeout_ms anyway, and the drain bound stands.
         if (c->in_planned_move()) return;
+        // A client that moves by itself started when it read the lame-duck
+        // INFO; closing it before it sends MOVE (its new connection still
+        // handshaking, under load) would turn a lossless move into a
+        // failover. It gets the whole duration.
+        if (!last_step && c->moves_when_asked()) return;
         RefPtr<Connection> hold(c);
         c->Close(CloseReason::kLameDuck, /*flush=*/true);
         ++closed;

@@ -17,8 +17,19 @@
 namespace zmesh::server::mesh {
 
 void Mesh::OnMoveCut(PeerLink* link, uint64_t token) {
-  (void)link;
-  main_loop_->QueueInLoop([this, token] { Cut(token, /*initiate=*/false); });
+  RefPtr<PeerLink> ref(link);
+  main_loop_->QueueInLoop([this, ref, token] {
+    Cut(token, /*initiate=*/false);
+    // The link thread had delivered everything the peer forwarded before
+    // its CUT when it posted this: say so, after our own CUT on the link.
+    // The peer's old end waits for it before MOVED, so a publisher that
+    // moves never overtakes its own earlier messages.
+    auto it = peers_.find(ref->peer_node_id());
+    if (it == peers_.end() || !it->second.node) return;
+    std::string frame;
+    proto::peer::EncodeMoveFrame(proto::peer::FrameType::kMark, token, &frame);
+    it->second.node->SendOnLink(frame);
+  });
 }
 
 void Mesh::Cut(uint64_t token, bool initiate) {

@@ -34,6 +34,10 @@ void MoveTable::Mark(uint64_t token, std::string_view origin) {
   Apply(&token, [origin](MoveFilter& f) { return f.Mark(origin); });
 }
 
+void MoveTable::Acknowledged(uint64_t token, std::string_view origin) {
+  Apply(&token, [origin](MoveFilter& f) { return f.Acknowledge(origin); });
+}
+
 void MoveTable::CutMade(uint64_t token, const std::vector<std::string>& peers) {
   Apply(&token, [&peers](MoveFilter& f) {
     const bool by_self = f.Mark("");
@@ -42,7 +46,10 @@ void MoveTable::CutMade(uint64_t token, const std::vector<std::string>& peers) {
 }
 
 void MoveTable::OriginGone(std::string_view origin) {
-  Apply(nullptr, [origin](MoveFilter& f) { return f.Mark(origin); });
+  Apply(nullptr, [origin](MoveFilter& f) {
+    const bool marked = f.Mark(origin);
+    return f.Acknowledge(origin) || marked;
+  });
 }
 
 int MoveTable::Expire(int64_t now_ms, int64_t timeout_ms) {

@@ -35,12 +35,16 @@ class MoveTable final : public MoveCoordinator {
   void MoveIn(std::shared_ptr<MoveFilter> filter) override;
   void Forget(const MoveFilter* filter) override;
 
-  // A peer's MARK or CUT for `token` (its link's thread).
+  // A peer's CUT for `token` (its link's thread): `origin` has cut.
   void Mark(uint64_t token, std::string_view origin);
+  // A peer's MARK for `token`: it has read this node's CUT, so it has
+  // delivered everything this node forwarded before it.
+  void Acknowledged(uint64_t token, std::string_view origin);
   // This node cut for `token` (main thread, right after the cut): marks
   // this node and names the peers the cut went to.
   void CutMade(uint64_t token, const std::vector<std::string>& peers);
-  // A peer's link is gone: nothing more comes from it, in every move.
+  // A peer's link is gone: nothing more comes from it, and nothing is
+  // waited for from it, in every move.
   void OriginGone(std::string_view origin);
   // Moves older than `timeout_ms` stop waiting (the mesh's tick); returns
   // how many did now.

@@ -257,11 +257,16 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       delegate_->OnPeerLeaving(this, f.leaving.drain_ms);
       return;
     case peer::FrameType::kCut:
-    case peer::FrameType::kMark:
       // Here, in stream order: the peer's messages before this frame were
-      // judged before the mark, those after it will be judged after.
+      // judged before the mark, those after it will be judged after. What
+      // our side forwarded before our own CUT has been delivered here, so
+      // the reply (MARK) tells the peer so.
       if (moves_ != nullptr) moves_->Mark(f.move_token, peer_node_id_);
-      if (f.type == peer::FrameType::kCut) delegate_->OnMoveCut(this, f.move_token);
+      delegate_->OnMoveCut(this, f.move_token);
+      return;
+    case peer::FrameType::kMark:
+      // The peer has read our CUT (its own CUT came first on this link).
+      if (moves_ != nullptr) moves_->Acknowledged(f.move_token, peer_node_id_);
       return;
     case peer::FrameType::kLoad:
       delegate_->OnPeerLoad(this, f.load_clients);

@@ -8,6 +8,7 @@
 #include "server/client_connection.h"
 #include "server/closed_connections.h"
 #include "server/event_loop.h"
+#include "server/move_filter.h"
 #include "server/monitor/format.h"
 #include "server/monitor/worker_fanout.h"
 #include "server/subscription.h"
@@ -42,6 +43,10 @@ std::vector<ConnectionInfo> SnapshotWorker(IoWorker* worker) {
     info.lang = c->lang();
     info.version = c->version();
     info.user = c->user();
+    if (const MoveFilter* m = c->move()) {
+      info.move = ConnectionInfo::Move{m->side() == MoveFilter::Side::kIncoming, m->token(), m->complete(),
+                                       m->finished(), m->withheld()};
+    }
     out.push_back(std::move(info));
   });
   return out;

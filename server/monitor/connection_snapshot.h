@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,15 @@ struct ConnectionInfo {
   std::string name, lang, version, user;
   std::vector<std::string> subjects;  // only when asked for (subs=1), capped
   bool subjects_truncated = false;    // `subjects` holds fewer than `subscriptions`
+  // Open connections that are an end of a planned move (the last one).
+  struct Move {
+    bool incoming = false;  // the new end (else the old one)
+    uint64_t token = 0;
+    bool complete = false;  // every node's cut is in
+    bool finished = false;  // the filter no longer splits the stream
+    uint64_t withheld = 0;  // plain messages left to the other end
+  };
+  std::optional<Move> move;
 };
 
 // Main loop: snapshots every open client connection on its worker (no

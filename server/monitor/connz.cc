@@ -8,6 +8,7 @@
 #include "server/monitor/connz.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <functional>
 #include <memory>
 
@@ -89,6 +90,15 @@ nlohmann::json ConnectionJson(const ConnectionInfo& c, bool subs, int64_t now) {
   if (!c.lang.empty()) j["lang"] = c.lang;
   if (!c.version.empty()) j["version"] = c.version;
   if (!c.user.empty()) j["authorized_user"] = c.user;
+  if (c.move) {
+    char token[17];
+    std::snprintf(token, sizeof(token), "%016llx", static_cast<unsigned long long>(c.move->token));
+    j["move"] = {{"end", c.move->incoming ? "new" : "old"},
+                 {"token", token},
+                 {"cuts_complete", c.move->complete},
+                 {"finished", c.move->finished},
+                 {"withheld_msgs", c.move->withheld}};
+  }
   if (subs && !c.subjects.empty()) j["subscriptions_list"] = c.subjects;
   if (subs && c.subjects_truncated) j["subscriptions_list_truncated"] = true;
   return j;

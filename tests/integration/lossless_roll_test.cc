@@ -311,6 +311,14 @@ class LosslessRollTest : public MeshFixture {
       return true;
     });
     EXPECT_TRUE(all_in) << "some subscriber never got a publisher's last message";
+    if (!all_in) {
+      // Where the stuck subscriber is and what its connection holds (a
+      // move's filter shows under "move").
+      for (int i : nodes) {
+        auto connz = mesh_->Connz(i, "subs=1");
+        std::cerr << "---- " << mesh_->id(i) << " /connz ----\n" << (connz ? connz->dump(1) : "(no answer)") << "\n";
+      }
+    }
     std::vector<Receipts> queue;
     uint64_t moved = 0, queue_reorders = 0;
     for (auto& s : subscribers_) {

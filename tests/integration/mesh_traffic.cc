@@ -58,11 +58,24 @@ std::vector<std::string> Split(const std::string& line) {
   return out;
 }
 
-// Lists up to `limit` seqs for a failure message: "3 4 5 ... (+17 more)".
+// Lists seqs for a failure message as runs, up to `limit` of them:
+// "3-5 9 12-40 ... (+17 more runs)". Runs show where a stream broke off and
+// where it came back.
 std::string SeqList(const std::vector<uint64_t>& seqs, size_t limit = 12) {
   std::string out;
-  for (size_t k = 0; k < seqs.size() && k < limit; ++k) out += (k ? " " : "") + std::to_string(seqs[k]);
-  if (seqs.size() > limit) out += " ... (+" + std::to_string(seqs.size() - limit) + " more)";
+  size_t runs = 0;
+  for (size_t i = 0; i < seqs.size();) {
+    size_t j = i;
+    while (j + 1 < seqs.size() && seqs[j + 1] == seqs[j] + 1) ++j;
+    if (runs < limit) {
+      if (!out.empty()) out += ' ';
+      out += std::to_string(seqs[i]);
+      if (j > i) out += "-" + std::to_string(seqs[j]);
+    }
+    ++runs;
+    i = j + 1;
+  }
+  if (runs > limit) out += " ... (+" + std::to_string(runs - limit) + " more runs)";
   return out;
 }
 

@@ -338,6 +338,11 @@ std::optional<json> MeshCluster::Varz(int i) {
   return GetJson(n.spec.host, n.http_port, "/varz");
 }
 
+std::optional<json> MeshCluster::Connz(int i, const std::string& query) {
+  const Node& n = node(i);
+  return GetJson(n.spec.host, n.http_port, query.empty() ? "/connz" : "/connz?" + query);
+}
+
 int MeshCluster::Healthz(int i) {
   const Node& n = node(i);
   auto reply = HttpGet(n.spec.host, n.http_port, "/healthz");

@@ -162,6 +162,8 @@ class MeshCluster {
   // --- Monitoring (GET on the node's --http_listen) ---
   std::optional<nlohmann::json> Peerz(int i);
   std::optional<nlohmann::json> Varz(int i);
+  // /connz with `query` (for example "subs=1").
+  std::optional<nlohmann::json> Connz(int i, const std::string& query = "");
   // HTTP status of /healthz; 0 when it did not answer.
   int Healthz(int i);
 

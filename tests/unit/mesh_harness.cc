@@ -33,6 +33,7 @@ zk::NodeInfo ScriptedNode::Info() const {
   info.peer_url = "127.0.0.1:" + std::to_string(listener.port());
   info.version = "test";
   info.incarnation = incarnation;
+  info.moves = moves;
   return info;
 }
 
@@ -198,6 +199,7 @@ std::optional<DecodedFrame> WaitDecoded(ScriptedPeer& p, peer::FrameType type) {
   out.incarnation = frame.hello.incarnation;
   out.drain_ms = frame.leaving.drain_ms;
   out.reason = std::string(frame.reason);
+  out.move_token = frame.move_token;
   return out;
 }
 

@@ -39,6 +39,7 @@ inline constexpr char kRoot[] = "/zmesh/mesh-test";
 struct ScriptedNode {
   std::string id;
   uint64_t incarnation = 0;
+  bool moves = false;  // its znode says "moves": planned-move frames go to it
   zmesh::testing::ScriptedListener listener;
 
   zk::NodeInfo Info() const;
@@ -50,6 +51,7 @@ struct DecodedFrame {
   uint64_t incarnation = 0;  // HELLO
   uint64_t drain_ms = 0;     // LEAVING
   std::string reason;        // REFUSE
+  uint64_t move_token = 0;   // CUT, MARK
 };
 
 class MeshHarness {

@@ -324,5 +324,64 @@ TEST_F(MeshTest, LeaveAnnouncesLeavingDeletesTheZnodeAndTurnsNewLinksAway) {
   EXPECT_EQ(late.received(), "") << "a leaving node started a handshake on a new link";
 }
 
+// --- Planned moves (docs/design-lossless-moves.md) ---
+
+// The next CUT or MARK within 5 s, with its token.
+std::optional<std::pair<FrameType, uint64_t>> NextMoveFrame(ScriptedPeer& p) {
+  std::string body;
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < until) {
+    const int type = p.ReadFrame(&body, 100ms);  // LOAD comes every second
+    if (type < 0) continue;
+    if (type != static_cast<int>(FrameType::kCut) && type != static_cast<int>(FrameType::kMark)) continue;
+    uint64_t token = 0;
+    for (size_t k = 0; k < 8 && k < body.size(); ++k) token |= uint64_t{static_cast<uint8_t>(body[k])} << (8 * k);
+    return std::make_pair(static_cast<FrameType>(type), token);
+  }
+  return std::nullopt;
+}
+
+TEST_F(MeshTest, ACutIsAnsweredWithThisNodesOwnCutThenAMarkAndCutOnlyOnce) {
+  StartAlone();
+  ScriptedNode& n7 = Node("n7", 77);
+  ScriptedNode& n8 = Node("n8", 88);
+  n7.moves = n8.moves = true;
+  std::unique_ptr<ScriptedPeer> p7 = Link(n7);
+  std::unique_ptr<ScriptedPeer> p8 = Link(n8);
+  ASSERT_NE(p7, nullptr);
+  ASSERT_NE(p8, nullptr);
+  constexpr uint64_t kToken = 0x1122334455667788ull;
+  std::string cut;
+  proto::peer::EncodeMoveFrame(FrameType::kCut, kToken, &cut);
+
+  // n7 cuts (its client moves): this node cuts on every link, and tells n7
+  // it has read n7's CUT only after its own CUT, on the same link.
+  ASSERT_TRUE(p7->Send(cut));
+  auto first = NextMoveFrame(*p7);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->first, FrameType::kCut) << "the mark came before this node's own cut";
+  EXPECT_EQ(first->second, kToken);
+  auto second = NextMoveFrame(*p7);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->first, FrameType::kMark) << "n7's CUT was not acknowledged";
+  EXPECT_EQ(second->second, kToken);
+  auto to8 = NextMoveFrame(*p8);
+  ASSERT_TRUE(to8.has_value());
+  EXPECT_EQ(to8->first, FrameType::kCut) << "n8 did not hear of the move";
+
+  // n8's own cut for the same move: acknowledged, and no second cut here.
+  ASSERT_TRUE(p8->Send(cut));
+  auto ack = NextMoveFrame(*p8);
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_EQ(ack->first, FrameType::kMark) << "a node cut twice for one move";
+  ASSERT_TRUE(PingPong(*p7));
+  std::string body;
+  const auto until = std::chrono::steady_clock::now() + 300ms;
+  while (std::chrono::steady_clock::now() < until) {
+    const int type = p7->ReadFrame(&body, 50ms);  // LOAD and the like may come
+    EXPECT_NE(type, static_cast<int>(FrameType::kCut)) << "a second cut for one move";
+  }
+}
+
 }  // namespace
 }  // namespace zmesh::server::mesh::testing

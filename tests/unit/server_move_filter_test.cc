@@ -40,10 +40,36 @@ TEST(MoveFilterTest, TheOldEndTakesEachNodesMessagesUntilItsCut) {
   f.Mark("");
   EXPECT_FALSE(f.Accepts(""));
   EXPECT_TRUE(f.Accepts("n2"));
-  EXPECT_TRUE(f.Expect({"n1"})) << "every node linked at our cut has cut";
+  EXPECT_FALSE(f.Expect({"n1"})) << "n1 has cut but has not said it read our CUT";
+  EXPECT_FALSE(f.complete());
+  EXPECT_TRUE(f.Acknowledge("n1")) << "every node linked at our cut has cut and has read ours";
   EXPECT_TRUE(f.Accepts("n2")) << "a joiner's messages still go out until the connection finishes";
   EXPECT_FALSE(f.Finish()) << "already reported";
   EXPECT_FALSE(f.Accepts("n2")) << "after MOVED nothing more";
+}
+
+TEST(MoveFilterTest, TheNewEndDoesNotWaitForAcknowledgements) {
+  MoveFilter f(Side::kIncoming, 7, 0);
+  f.Mark("");
+  EXPECT_FALSE(f.Expect({"n1"}));
+  EXPECT_TRUE(f.Mark("n1")) << "the new end needs only every node's cut";
+  EXPECT_TRUE(f.finished());
+}
+
+TEST(MoveFilterTest, TheOldEndWaitsForEveryPeerToHaveReadItsCut) {
+  // A client that publishes moves too: what it published through the old
+  // node must be delivered everywhere before it publishes on the new one,
+  // so the old end finishes only once every peer read its CUT, not merely
+  // once every peer cut (a peer may cut on another node's CUT first).
+  MoveFilter f(Side::kOutgoing, 7, 0);
+  f.Mark("");
+  EXPECT_FALSE(f.Expect({"n1", "n2"}));
+  EXPECT_FALSE(f.Mark("n1"));
+  EXPECT_FALSE(f.Mark("n2"));
+  EXPECT_FALSE(f.Acknowledge("n2"));
+  EXPECT_FALSE(f.complete());
+  EXPECT_TRUE(f.Acknowledge("n1"));
+  EXPECT_TRUE(f.complete());
 }
 
 TEST(MoveTableTest, AMoveOutCutsAndReportsOnceEveryPeerHasCut) {
@@ -58,7 +84,9 @@ TEST(MoveTableTest, AMoveOutCutsAndReportsOnceEveryPeerHasCut) {
   table.Mark(42, "n2");
   table.Mark(99, "n3");  // another move's mark
   EXPECT_EQ(done, 0);
-  table.OriginGone("n3");  // its link dropped: nothing more comes from it
+  table.Acknowledged(42, "n2");
+  EXPECT_EQ(done, 0);
+  table.OriginGone("n3");  // its link dropped: nothing more comes from it, nothing is waited for
   EXPECT_EQ(done, 1);
   table.Mark(42, "n3");
   EXPECT_EQ(done, 1);
