@@ -23,6 +23,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <ctime>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -76,6 +78,19 @@ class LoadClient {
     o.on_event = [this](const Event& e) {
       std::lock_guard<std::mutex> lock(mu_);
       ++events_[std::string(EventTypeName(e.type))];
+      // When (UTC, as the node logs print it) and where it went, for a
+      // failure's report (bounded).
+      if (timeline_.size() < 200) {
+        const auto now = std::chrono::system_clock::now();
+        const std::time_t secs = std::chrono::system_clock::to_time_t(now);
+        const auto ms = std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+        std::tm tm{};
+        gmtime_r(&secs, &tm);
+        char when[32];
+        std::snprintf(when, sizeof(when), "%02d:%02d:%02d.%03d ", tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+        timeline_.push_back(when + std::string(EventTypeName(e.type)) + " " + e.url +
+                            (e.status.ok() ? "" : " (" + e.status.message() + ")"));
+      }
     };
     return Client::Connect(std::move(o), &client_);
   }
@@ -166,6 +181,13 @@ class LoadClient {
     std::lock_guard<std::mutex> lock(mu_);
     return answered_;
   }
+  // The events it saw, with their time of day.
+  std::string Timeline() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string out;
+    for (const std::string& line : timeline_) out += "    " + line + "\n";
+    return out;
+  }
   int events(const std::string& type) const {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = events_.find(type);
@@ -194,6 +216,7 @@ class LoadClient {
   uint64_t answered_ = 0;
   std::string first_error_;
   std::map<std::string, int> events_;
+  std::vector<std::string> timeline_;
 };
 
 class LosslessRollTest : public MeshFixture {
@@ -322,7 +345,7 @@ class LosslessRollTest : public MeshFixture {
     std::vector<Receipts> queue;
     uint64_t moved = 0, queue_reorders = 0;
     for (auto& s : subscribers_) {
-      EXPECT_TRUE(ExactlyOnceInOrder(s->plain(), published)) << s->name() << " plain";
+      EXPECT_TRUE(ExactlyOnceInOrder(s->plain(), published)) << s->name() << " plain; its events:\n" << s->Timeline();
       EXPECT_TRUE(ExactlyOnceInOrder(s->wildcard(), published)) << s->name() << " wildcard";
       // Not asserted (docs/design-lossless-moves.md, "Queue groups"): a
       // member that moves may see a publisher's messages picked for it in
