@@ -8,7 +8,10 @@
 #   3. the same suites under ASan+UBSan (-O1 -g1, assertions on), built with
 #      clang 16: it compiles this tree about twice as fast as GCC with the
 #      sanitizers on (the release build stays on GCC, what users build with);
-#   4. each libFuzzer target for a bounded time (clang 16).
+#   4. each libFuzzer target for a bounded time, linked in the tree of step 3:
+#      that tree's code carries libFuzzer's coverage instrumentation
+#      (-DZMESH_FUZZ=ON), so the fuzzers cost three links, not a third
+#      compilation of the code.
 # Every stage runs even when an earlier one failed, so that one run shows all
 # that is broken; the last line is the tally a CI reader parses,
 #   N passed, M failed
@@ -89,13 +92,15 @@ build_and_test() {
 
 build_and_test release -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG"
 
+# halt_on_error: the first report fails the test (or fuzz input) that caused it.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp}
+# The ASan+UBSan tree of steps 3 and 4.
+asan_args=(-DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -g1" "-DZMESH_SANITIZE=address,undefined"
+  -DZMESH_FUZZ=ON)
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
-  # halt_on_error: the first report fails the test that caused it.
-  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=1}
-  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp}
-  CC=clang-16 CXX=clang++-16 build_and_test asan-ubsan -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -g1" \
-    -DZMESH_SANITIZE=address,undefined
+  CC=clang-16 CXX=clang++-16 build_and_test asan-ubsan "${asan_args[@]}"
 fi
 
 if [ "${TSAN:-0}" = 1 ]; then
@@ -104,10 +109,11 @@ if [ "${TSAN:-0}" = 1 ]; then
 fi
 
 if [ "$fuzz_seconds" -gt 0 ]; then
-  step "fuzz: clang 16 libFuzzer build"
-  dir=$build_root/fuzz
-  if ! CC=clang-16 CXX=clang++-16 cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DZMESH_FUZZ=ON -DZMESH_BUILD_TESTS=OFF >/dev/null ||
+  # After step 3 only the fuzz executables are left to link; with
+  # SKIP_SANITIZERS=1 this builds just what they need.
+  step "fuzz: libFuzzer build (asan-ubsan tree)"
+  dir=$build_root/asan-ubsan
+  if ! CC=clang-16 CXX=clang++-16 cmake -S "$root" -B "$dir" -G Ninja "${asan_args[@]}" >/dev/null ||
      ! cmake --build "$dir" -j "$jobs" --target "${fuzz_targets[@]/%/_fuzzer}"; then
     fail "fuzz: build (${fuzz_targets[*]} not run)" "${#fuzz_targets[@]}"
   else
