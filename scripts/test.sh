@@ -138,7 +138,9 @@ if [ "$fuzz_seconds" -gt 0 ]; then
         done
         fail "fuzz: $target (exit $status)" 1
       else
-        tail -n 3 "$work/output.log"
+        # libFuzzer's last status line (coverage, corpus, speed) and run count.
+        grep -E '^#[0-9]+' "$work/output.log" | tail -n 1
+        grep -E '^Done [0-9]+ runs' "$work/output.log"
         passed=$((passed + 1))
       fi
       rm -rf "$work"
