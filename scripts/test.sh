@@ -22,6 +22,7 @@
 #   JOBS=N           parallel build jobs (default: cores)
 #   CTEST_JOBS=N     parallel test processes (default 2)
 #   FUZZ_SECONDS=N   seconds per fuzz target (default 30; 0 skips step 4)
+#   FUZZ_JOBS=N      fuzz targets run at once (default: JOBS)
 #   SKIP_SANITIZERS=1  skip step 3 (local iterations only; CI runs it)
 #   TSAN=1           also build and run unit + integration tests under TSan
 #   BUILD_ROOT=DIR   where build trees go (default: build-ci/ in the repo)
@@ -34,6 +35,8 @@ root=$(pwd)
 jobs=${JOBS:-$(nproc)}
 ctest_jobs=${CTEST_JOBS:-2}
 fuzz_seconds=${FUZZ_SECONDS:-30}
+fuzz_jobs=${FUZZ_JOBS:-$jobs}
+[ "$fuzz_jobs" -ge 1 ] 2>/dev/null || fuzz_jobs=1
 build_root=${BUILD_ROOT:-$root/build-ci}
 # libFuzzer targets run in step 4, one name a line: the CMake target
 # <name>_fuzzer (tests/fuzz/), seeded from tests/fuzz/corpus/<name>/.
@@ -117,33 +120,50 @@ if [ "$fuzz_seconds" -gt 0 ]; then
      ! cmake --build "$dir" -j "$jobs" --target "${fuzz_targets[@]/%/_fuzzer}"; then
     fail "fuzz: build (${fuzz_targets[*]} not run)" "${#fuzz_targets[@]}"
   else
-    for target in "${fuzz_targets[@]}"; do
-      step "fuzz: $target for ${fuzz_seconds}s"
-      work=$(mktemp -d)
-      mkdir "$work/corpus" "$work/artifacts"
-      if [ -d "$root/tests/fuzz/corpus/$target" ]; then
-        cp -r "$root/tests/fuzz/corpus/$target/." "$work/corpus/"
-      fi
-      "$dir/bin/${target}_fuzzer" -max_total_time="$fuzz_seconds" -max_len=8192 -timeout=10 \
-        -artifact_prefix="$work/artifacts/" "$work/corpus" >"$work/output.log" 2>&1
-      status=$?
-      # A crash, leak, timeout or OOM leaves an artifact and a non-zero exit;
-      # either alone is a failure.
-      if [ "$status" -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
-        cat "$work/output.log"
-        for artifact in "$work/artifacts"/*; do
-          [ -e "$artifact" ] || continue
-          printf -- '--- %s (%s bytes), base64:\n' "$(basename "$artifact")" "$(stat -c %s "$artifact")"
-          head -c 65536 "$artifact" | base64
-        done
-        fail "fuzz: $target (exit $status)" 1
-      else
-        # libFuzzer's last status line (coverage, corpus, speed) and run count.
-        grep -E '^#[0-9]+' "$work/output.log" | tail -n 1
-        grep -E '^Done [0-9]+ runs' "$work/output.log"
-        passed=$((passed + 1))
-      fi
-      rm -rf "$work"
+    # Each fuzzer is one single-threaded process: up to fuzz_jobs of them run
+    # at once (default: cores), so each still has a core for its whole time.
+    # Their results are reported in target order once the batch is done.
+    for ((i = 0; i < ${#fuzz_targets[@]}; i += fuzz_jobs)); do
+      batch=("${fuzz_targets[@]:i:fuzz_jobs}")
+      step "fuzz: ${batch[*]} for ${fuzz_seconds}s"
+      work=()
+      for target in "${batch[@]}"; do
+        w=$(mktemp -d)
+        work+=("$w")
+        mkdir "$w/corpus" "$w/artifacts"
+        if [ -d "$root/tests/fuzz/corpus/$target" ]; then
+          cp -r "$root/tests/fuzz/corpus/$target/." "$w/corpus/"
+        fi
+        (
+          "$dir/bin/${target}_fuzzer" -max_total_time="$fuzz_seconds" -max_len=8192 -timeout=10 \
+            -artifact_prefix="$w/artifacts/" "$w/corpus" >"$w/output.log" 2>&1
+          echo $? >"$w/status"
+        ) &
+      done
+      wait
+      for j in "${!batch[@]}"; do
+        target=${batch[j]}
+        w=${work[j]}
+        status=$(cat "$w/status" 2>/dev/null || echo "no status")
+        printf -- '--- fuzz: %s\n' "$target"
+        # A crash, leak, timeout or OOM leaves an artifact and a non-zero exit;
+        # either alone is a failure.
+        if [ "$status" != 0 ] || [ -n "$(ls -A "$w/artifacts")" ]; then
+          cat "$w/output.log"
+          for artifact in "$w/artifacts"/*; do
+            [ -e "$artifact" ] || continue
+            printf -- '--- %s (%s bytes), base64:\n' "$(basename "$artifact")" "$(stat -c %s "$artifact")"
+            head -c 65536 "$artifact" | base64
+          done
+          fail "fuzz: $target (exit $status)" 1
+        else
+          # libFuzzer's last status line (coverage, corpus, speed) and run count.
+          grep -E '^#[0-9]+' "$w/output.log" | tail -n 1
+          grep -E '^Done [0-9]+ runs' "$w/output.log"
+          passed=$((passed + 1))
+        fi
+        rm -rf "$w"
+      done
     done
   fi
 fi
