@@ -61,7 +61,8 @@ build_and_test() {
   local name=$1; shift
   local dir=$build_root/$name
   step "$name: configure"
-  if ! cmake -S "$root" -B "$dir" -G Ninja "$@" >/dev/null; then
+  # One Go build cache for all trees: natscheck (tests/go) compiles once.
+  if ! cmake -S "$root" -B "$dir" -G Ninja "-DZMESH_GO_CACHE=$build_root/go-cache" "$@" >/dev/null; then
     fail "$name: configure" 1
     return
   fi
