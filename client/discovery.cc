@@ -17,7 +17,16 @@ RegistryDiscovery::RegistryDiscovery(zk::RegistryOptions options, std::string ca
     : options_(std::move(options)),
       cache_path_(std::move(cache_path)),
       executor_(std::move(executor)),
-      factory_(std::move(factory)) {}
+      factory_(std::move(factory)) {
+  if (!cache_path_.empty()) writer_ = std::make_unique<NodeCacheWriter>(cache_path_, options_.connect, options_.root);
+}
+
+Status RegistryDiscovery::last_error() const {
+  if (writer_ != nullptr) {
+    if (Status st = writer_->last_error(); !st.ok()) return st;
+  }
+  return last_error_;
+}
 
 RegistryDiscovery::~RegistryDiscovery() { Stop(); }
 
@@ -61,13 +70,9 @@ void RegistryDiscovery::OnMembers(const std::vector<zk::NodeInfo>& members) {
   }
   // An empty list is never written: a cache is only useful when it names
   // somewhere to go, and ZooKeeper reports empty lists during mesh restarts.
-  if (!cache_path_.empty() && !nodes.empty() && nodes != written_) {
-    Status st = WriteNodeCache(cache_path_, options_.connect, options_.root, nodes);
-    if (st.ok()) {
-      written_ = nodes;
-    } else {
-      last_error_ = st;
-    }
+  if (writer_ != nullptr && !nodes.empty() && nodes != written_) {
+    written_ = nodes;
+    writer_->Submit(std::move(nodes));
   }
   if (on_nodes_) on_nodes_(urls, "zookeeper");
 }

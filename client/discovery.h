@@ -8,7 +8,7 @@
 // registers) and keeps the node cache file (node_cache.h): the cached list is
 // reported first, at Start, so the client can connect while ZooKeeper is
 // unreachable; every list ZooKeeper reports afterwards replaces it and is
-// written back to the file.
+// written back to the file, on a writer thread (node_cache_writer.h).
 //
 // Thread safety: I/O thread only; callbacks run on the I/O thread.
 
@@ -21,6 +21,7 @@
 #include <zmesh/status.h>
 
 #include "client/node_cache.h"
+#include "client/node_cache_writer.h"
 #include "zk/registry.h"
 
 namespace zmesh::client {
@@ -54,8 +55,9 @@ class RegistryDiscovery : public Discovery {
   void Start(NodesCallback on_nodes) override;
   void Stop() override;
 
-  // The last error (cache unreadable, no ZooKeeper support), for logs.
-  const Status& last_error() const { return last_error_; }
+  // The last error (cache unreadable or unwritable, no ZooKeeper support),
+  // for logs.
+  Status last_error() const;
 
  private:
   void OnMembers(const std::vector<zk::NodeInfo>& members);
@@ -66,7 +68,8 @@ class RegistryDiscovery : public Discovery {
   RegistryFactory factory_;
   NodesCallback on_nodes_;
   std::unique_ptr<zk::Registry> registry_;
-  std::vector<CachedNode> written_;  // what the cache file holds (from us)
+  std::vector<CachedNode> written_;  // what the cache file holds or is about to (from us)
+  std::unique_ptr<NodeCacheWriter> writer_;  // null without a cache file
   Status last_error_;
 };
 

@@ -11,10 +11,12 @@
 
 #include "client/frame_scanner.h"
 #include "client/node_cache.h"
+#include "client/node_cache_writer.h"
 #include "client/outbox.h"
 #include "client/thread_owner.h"
 #include "proto/client_writer.h"
 #include "proto/parser.h"
+#include "tests/support/wait_for.h"
 #include <zmesh/message.h>
 
 namespace zmesh::client {
@@ -209,6 +211,32 @@ TEST_F(NodeCacheTest, WritesAtomicallyAndReadsBack) {
   for (const char* name : {"nodes.json"}) files += ::access((listing + "/" + name).c_str(), F_OK) == 0;
   EXPECT_EQ(files, 1);
   EXPECT_EQ(std::system(("test $(ls " + listing + " | wc -l) -eq 1").c_str()), 0);
+}
+
+TEST_F(NodeCacheTest, TheWriterWritesOnItsOwnThreadAndTheNewestListWins) {
+  const std::string path = dir_ + "/nodes.json";
+  const std::vector<CachedNode> first = {{"n1", "nats://127.0.0.1:1"}};
+  const std::vector<CachedNode> last = {{"n2", "nats://127.0.0.1:2"}, {"n3", "nats://127.0.0.1:3"}};
+  {
+    NodeCacheWriter writer(path, "zk:2181", "/zmesh/x");
+    writer.Submit(first);
+    for (int i = 0; i < 20; ++i) writer.Submit({{"n" + std::to_string(i), "nats://127.0.0.1:9"}});
+    writer.Submit(last);
+  }  // the destructor leaves the newest list on disk
+  std::string error;
+  auto read = ReadNodeCache(path, &error);
+  ASSERT_TRUE(read) << error;
+  EXPECT_EQ(*read, last);
+  EXPECT_EQ(std::system(("test $(ls " + dir_ + " | wc -l) -eq 1").c_str()), 0) << "a temporary file was left";
+}
+
+TEST_F(NodeCacheTest, AWriterThatCannotWriteSaysWhy) {
+  std::ofstream(dir_ + "/file") << "not a directory\n";  // even root cannot make a directory here
+  NodeCacheWriter writer(dir_ + "/file/nodes.json", "zk:2181", "/zmesh/x");
+  EXPECT_TRUE(writer.last_error().ok()) << "nothing written yet";
+  writer.Submit({{"n1", "nats://127.0.0.1:1"}});
+  EXPECT_TRUE(zmesh::testing::WaitFor(std::chrono::seconds(5), [&] { return !writer.last_error().ok(); }))
+      << "a failed write was not reported";
 }
 
 TEST_F(NodeCacheTest, RejectsGarbage) {
