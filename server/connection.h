@@ -106,6 +106,13 @@ class Connection : public SubscriberEndpoint {
   // Owner thread: the client moves by itself when told its node is leaving
   // (CONNECT "moves"); lame duck closes it only at the end of its duration.
   virtual bool moves_when_asked() const { return false; }
+  // Owner thread: lame duck reads nothing more from it; what it published
+  // so far is forwarded, then it is closed (Server::LameDuckStep).
+  void StopReadingToLeave() {
+    leaving_ = true;
+    PauseReading(kPauseLeaving);
+  }
+  bool leaving() const { return leaving_; }
 
   int64_t created_ms() const { return created_ms_; }  // monotonic
   int64_t created_unix_ms() const { return created_unix_ms_; }
@@ -143,6 +150,7 @@ class Connection : public SubscriberEndpoint {
     kPauseActivation = 2,  // a peer link waits for the mesh to accept it
     kPauseBackpressure = 4,  // a consumer this client feeds is behind
     kPauseOrder = 8,       // a peer link waits until the link it replaces has drained
+    kPauseLeaving = 16,    // lame duck closes it once what it published has reached every peer
   };
   void PauseReading(PauseReason reason);
   void ResumeReading(PauseReason reason);
@@ -187,6 +195,7 @@ class Connection : public SubscriberEndpoint {
   event* read_event_ = nullptr;
   event* write_event_ = nullptr;
   uint8_t pause_reasons_ = 0;
+  bool leaving_ = false;  // owner thread: lame duck closes it after a barrier
   bool closing_ = false;
   CloseReason close_reason_ = CloseReason::kClientClosed;
   std::atomic<bool> close_requested_{false};

@@ -468,10 +468,14 @@ void Server::LameDuckStep() {
     if (share == 0) continue;
     IoWorker* worker = workers_[static_cast<size_t>(i)].get();
     const bool last_step = into >= duration;
-    worker->loop()->QueueInLoop([worker, share, last_step] {
-      int64_t closed = 0;
-      worker->ForEachConnection([&closed, share, last_step](Connection* c) {
-        if (closed >= share || c->kind() != SubscriberEndpoint::Kind::kClient || c->closing()) return;
+    mesh::Mesh* mesh = mesh_.get();
+    worker->loop()->QueueInLoop([worker, share, last_step, mesh] {
+      std::vector<RefPtr<Connection>> leaving;
+      worker->ForEachConnection([&leaving, share, last_step](Connection* c) {
+        const int64_t closed = static_cast<int64_t>(leaving.size());
+        if (closed >= share || c->kind() != SubscriberEndpoint::Kind::kClient || c->closing() || c->leaving()) {
+          return;
+        }
         // Cutting a move short would lose what the old end still owes; it
         // ends within --move_timeout_ms anyway, and the drain bound stands.
         if (c->in_planned_move()) return;
@@ -480,10 +484,25 @@ void Server::LameDuckStep() {
         // handshaking, under load) would turn a lossless move into a
         // failover. It gets the whole duration.
         if (!last_step && c->moves_when_asked()) return;
-        RefPtr<Connection> hold(c);
-        c->Close(CloseReason::kLameDuck, /*flush=*/true);
-        ++closed;
+        c->StopReadingToLeave();
+        leaving.emplace_back(c);
       });
+      if (leaving.empty()) return;
+      auto close = [worker, leaving] {
+        worker->loop()->QueueInLoop([leaving] {
+          for (const RefPtr<Connection>& c : leaving) {
+            if (!c->closing()) c->Close(CloseReason::kLameDuck, /*flush=*/true);
+          }
+        });
+      };
+      // A client that reconnects to another node publishes there next: what
+      // it published here must have reached every peer first, or a
+      // subscriber may see its messages out of order.
+      if (mesh != nullptr) {
+        mesh->AwaitForwarded(std::move(close));
+      } else {
+        close();
+      }
     });
   }
   ++lame_duck_rotation_;

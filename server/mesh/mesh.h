@@ -100,6 +100,13 @@ class Mesh final : public PeerLinkDelegate {
   void Leave(int64_t drain_ms, std::function<void()> done);
   // Main thread: closes links and the session.
   void Stop();
+  // Any thread: `done` runs (on any thread) once every peer linked now has
+  // delivered everything this node forwarded before the call: a cut no
+  // client moves with (CUT, each peer's MARK), bounded by move_timeout_ms.
+  // Lame duck closes a client only after this, so that a client that
+  // reconnects elsewhere and publishes there never overtakes its messages
+  // through this node.
+  void AwaitForwarded(std::function<void()> done);
 
   const MeshOptions& options() const { return options_; }
   LocalInterest* interest() { return &interest_; }

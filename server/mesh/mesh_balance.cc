@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
+#include <random>
 
 #include "proto/peer_protocol.h"
 #include "server/forward_gate.h"
@@ -64,6 +66,19 @@ void Mesh::Cut(uint64_t token, bool initiate) {
   }
   VLOG(1) << "mesh " << options_.node_id << ": cut for move " << std::hex << token << std::dec << " sent to "
           << marked.size() << " peer(s)" << (initiate ? " (our client moves)" : "");
+}
+
+void Mesh::AwaitForwarded(std::function<void()> done) {
+  thread_local std::mt19937_64 random(std::random_device{}());
+  // An old end with no connection: it filters nothing, and completes when
+  // every peer linked at the cut has read it.
+  auto filter = std::make_shared<MoveFilter>(MoveFilter::Side::kOutgoing, random() | 1, MonotonicMs());
+  MoveTable* table = &moves_;
+  const MoveFilter* key = filter.get();
+  moves_.MoveOut(std::move(filter), [table, key, done = std::move(done)] {
+    done();
+    table->Forget(key);
+  });
 }
 
 void Mesh::OnPeerLoad(PeerLink* link, uint64_t clients) {
