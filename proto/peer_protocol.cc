@@ -107,6 +107,17 @@ void EncodeInterest(const Interest& i, std::string* out) {
   Finish(at, 0, out);
 }
 
+void EncodeQueueMove(const Interest& i, uint64_t token, QueueMoveKind kind, std::string* out) {
+  const size_t at = Begin(FrameType::kQueueMove, out);
+  PutStr(i.subject, out);
+  PutStr(i.queue, out);
+  PutU32(i.count, out);
+  PutU64(i.seq, out);
+  PutU64(token, out);
+  out->push_back(static_cast<char>(kind));
+  Finish(at, 0, out);
+}
+
 void EncodeDigest(FrameType type, const Digest& d, std::string* out) {
   const size_t at = Begin(type, out);
   PutU64(d.digest, out);
@@ -202,6 +213,12 @@ bool IsAnnounceable(std::string_view subject, std::string_view queue) {
 
 bool ValidateFrame(const Frame& f, const NameBounds& bounds, std::string* why) {
   switch (f.type) {
+    case FrameType::kQueueMove:
+      if (f.interest.queue.empty()) {
+        *why = "QUEUE_MOVE without a queue group";
+        return false;
+      }
+      [[fallthrough]];
     case FrameType::kInterest:
       if (!IsAnnounceable(f.interest.subject, f.interest.queue)) {
         *why = "INTEREST with an invalid subject or queue name";
@@ -272,6 +289,19 @@ bool FrameReader::Decode(std::string_view body, uint8_t type, Frame* f) {
     case FrameType::kInterest:
       return c.Str(&f->interest.subject) && c.Str(&f->interest.queue) && c.U32(&f->interest.count) &&
              c.U64(&f->interest.seq) && c.done() && !f->interest.subject.empty();
+    case FrameType::kQueueMove: {
+      uint8_t kind = 0;
+      if (!c.Str(&f->interest.subject) || !c.Str(&f->interest.queue) || !c.U32(&f->interest.count) ||
+          !c.U64(&f->interest.seq) || !c.U64(&f->move_token) || !c.U8(&kind) || !c.done() ||
+          f->interest.subject.empty()) {
+        return false;
+      }
+      if (kind != static_cast<uint8_t>(QueueMoveKind::kLatent) && kind != static_cast<uint8_t>(QueueMoveKind::kRelease)) {
+        return false;
+      }
+      f->queue_move = static_cast<QueueMoveKind>(kind);
+      return true;
+    }
     case FrameType::kSyncEnd:
       return c.U64(&f->digest.digest) && c.U64(&f->digest.entries) && c.U64(&f->digest.seq) && c.done();
     case FrameType::kDigest:

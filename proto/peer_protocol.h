@@ -56,7 +56,14 @@ enum class FrameType : uint8_t {
   kCut = 0x32,   // token: the sender's cut for a move (what it forwarded before precedes it); cut yours
   kMark = 0x33,  // token: the sender has read your CUT (its own CUT precedes this)
   kLoad = 0x34,  // clients: the sender's client connections (rebalancing), every second or so
+  // An INTEREST change of a queue group's member count made by a moving
+  // client's queue member, with the move's token and what it means:
+  // LATENT (the new end's member: keep it out of picks until the old end
+  // releases its own) or RELEASE (the old end's member is gone).
+  kQueueMove = 0x35,  // subject, queue, count, seq (as INTEREST), token, kind
 };
+
+enum class QueueMoveKind : uint8_t { kLatent = 1, kRelease = 2 };
 
 struct Hello {
   uint16_t version = kProtocolVersion;
@@ -106,7 +113,8 @@ struct Frame {
   Leaving leaving;
   Msg msg;
   uint64_t ack_seq = 0;  // INTEREST_ACK
-  uint64_t move_token = 0;  // CUT, MARK
+  uint64_t move_token = 0;  // CUT, MARK, QUEUE_MOVE
+  QueueMoveKind queue_move = QueueMoveKind::kLatent;  // QUEUE_MOVE (its change is in `interest`)
   uint64_t load_clients = 0;  // LOAD
 };
 
@@ -137,6 +145,7 @@ void EncodeHello(const Hello& hello, std::string* out);
 void EncodeRefuse(std::string_view reason, std::string* out);
 void EncodeEmpty(FrameType type, std::string* out);  // PING, PONG, SYNC_BEGIN, RESYNC, RETIRE
 void EncodeInterest(const Interest& interest, std::string* out);
+void EncodeQueueMove(const Interest& interest, uint64_t token, QueueMoveKind kind, std::string* out);
 void EncodeDigest(FrameType type, const Digest& digest, std::string* out);  // SYNC_END, DIGEST
 void EncodeLeaving(const Leaving& leaving, std::string* out);
 // CUT or MARK for a move.

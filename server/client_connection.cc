@@ -13,6 +13,7 @@
 #include "proto/peer_protocol.h"
 #include "proto/subject.h"
 #include "server/interest_observer.h"
+#include "server/move_coordinator.h"
 #include "server/io_worker.h"
 #include "server/server_context.h"
 #include "server/subscription.h"
@@ -269,6 +270,9 @@ void ClientConnection::HandleSub(const proto::Op& op) {
   }
   auto* sub = new Subscription(this, std::string(op.subject), std::string(op.queue), std::string(op.sid),
                                /*remote=*/false);
+  // The new end's queue member of a move: latent before anyone can pick it.
+  const uint64_t move_token = QueueMoveToken(*sub, /*subscribing=*/true);
+  if (move_token != 0) sub->set_move_state(Subscription::MoveState::kLatent);
   if (!ctx_->index.Insert(sub)) {
     sub->Unref();
     SendErr("Invalid Subject");
@@ -276,7 +280,8 @@ void ClientConnection::HandleSub(const proto::Op& op) {
   }
   ctx_->subscription_count.fetch_add(1, std::memory_order_relaxed);
   subs_.emplace(sub->sid(), sub);
-  if (interest_ != nullptr) interest_seq_ = std::max(interest_seq_, interest_->OnLocalSubscribe(*sub));
+  if (move_token != 0) moves_->QueueMemberLatent(move_token, sub);
+  if (interest_ != nullptr) interest_seq_ = std::max(interest_seq_, interest_->OnLocalSubscribe(*sub, move_token));
   if (verbose_) SendOk();
 }
 
@@ -304,7 +309,9 @@ void ClientConnection::Withdraw(Subscription* sub) {
   sub->set_closed();  // deliveries already matched skip it
   ctx_->index.Remove(sub);
   if (interest_ != nullptr && !interest_withdrawn_) {
-    interest_seq_ = std::max(interest_seq_, interest_->OnLocalUnsubscribe(*sub));
+    const uint64_t move_token = QueueMoveToken(*sub, /*subscribing=*/false);
+    if (move_token != 0) moves_->QueueMemberReleased(move_token, sub);
+    interest_seq_ = std::max(interest_seq_, interest_->OnLocalUnsubscribe(*sub, move_token));
   }
   sub->Unref();
 }

@@ -157,6 +157,9 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
   void ForgetMoves();
   // Any thread: whether the move (if any) lets `msg` through to `sub`.
   bool MoveAccepts(const Subscription* sub, const Message& msg) const;
+  // The move token a change of `sub` is announced with (0: none); see
+  // InterestObserver.
+  uint64_t QueueMoveToken(const Subscription& sub, bool subscribing) const;
   void InstallMoveFilter(std::shared_ptr<MoveFilter> filter);
   // Owner thread, from the tick: asks this client to move when the mesh's
   // rebalancer wants one of ours elsewhere.

@@ -85,7 +85,12 @@ void ClientConnection::FinishMoveOut() {
   // its way and must still be delivered here.
   uint64_t seq = 0;
   if (interest_ != nullptr) {
-    for (auto& [sid, sub] : subs_) seq = std::max(seq, interest_->OnLocalUnsubscribe(*sub));
+    for (auto& [sid, sub] : subs_) {
+      // Our queue member takes no new picks here; the new end's does.
+      const uint64_t move_token = QueueMoveToken(*sub, /*subscribing=*/false);
+      if (move_token != 0) moves_->QueueMemberReleased(move_token, sub);
+      seq = std::max(seq, interest_->OnLocalUnsubscribe(*sub, move_token));
+    }
   }
   interest_withdrawn_ = true;
   RefPtr<ClientConnection> self(this);
@@ -134,6 +139,17 @@ void ClientConnection::MaybeAskToMove(int64_t now) {
 
 void ClientConnection::ForgetMoves() {
   if (move_ && moves_ != nullptr) moves_->Forget(move_.get());
+}
+
+uint64_t ClientConnection::QueueMoveToken(const Subscription& sub, bool subscribing) const {
+  if (!sub.is_queue() || !move_) return 0;
+  // A member the new end announces while its move is under way stays out of
+  // picks until the old end's is gone (server/mesh/move_table.h); one it
+  // announces later is an ordinary member. Any member an end of a move
+  // withdraws releases its counterpart: the old end's lets the new one's
+  // in, the new end's (a move given up) lets nobody wait for it.
+  if (subscribing) return move_->side() == MoveFilter::Side::kIncoming && !move_->finished() ? move_->token() : 0;
+  return move_->token();
 }
 
 bool ClientConnection::MoveAccepts(const Subscription* sub, const Message& msg) const {

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "server/move_filter.h"
+#include "server/subscription.h"
 
 namespace zmesh::server {
 
@@ -26,6 +27,14 @@ class MoveCoordinator {
   virtual void MoveIn(std::shared_ptr<MoveFilter> filter) = 0;
   // The connection is gone.
   virtual void Forget(const MoveFilter* filter) = 0;
+
+  // Queue members (never filtered; see server/mesh/move_table.h). The new
+  // end subscribed `member` for move `token`: it stays latent here until
+  // the old end's member is released here (or the move times out).
+  virtual void QueueMemberLatent(uint64_t token, Subscription* member) = 0;
+  // The old end's `member` for `token` is withdrawn here: it takes no new
+  // picks, and the new end's member takes part in them.
+  virtual void QueueMemberReleased(uint64_t token, Subscription* member) = 0;
 };
 
 }  // namespace zmesh::server

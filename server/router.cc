@@ -95,9 +95,19 @@ bool PickGroupMember(const MatchResult::Group& group, Eligible eligible, Take ta
       std::upper_bound(group.cumulative_weight.begin(), group.cumulative_weight.end(), x) -
       group.cumulative_weight.begin());
   const size_t n = group.members.size();
+  bool unsettled = false;
   for (size_t k = 0; k < n; ++k) {
     Subscription* sub = group.members[(start + k) % n];
+    if (!sub->settled()) {  // a moving client's member: only if nobody else can
+      unsettled = true;
+      continue;
+    }
     if (eligible(sub) && take(sub)) return true;
+  }
+  if (!unsettled) return false;
+  for (size_t k = 0; k < n; ++k) {
+    Subscription* sub = group.members[(start + k) % n];
+    if (!sub->settled() && eligible(sub) && take(sub)) return true;
   }
   return false;
 }
@@ -130,9 +140,19 @@ void DeliverToLocalMember(IoWorker* worker, const MatchResult::Group& group, pro
       --k;
     }
   }
+  bool unsettled = false;
   for (size_t k = 0; k < n; ++k) {
     Subscription* sub = group.members[(start + k) % n];
+    if (!sub->settled()) {  // a moving client's member: only if nobody else can
+      unsettled = true;
+      continue;
+    }
     if (!sub->closed() && Deliver(worker, sub, frame, msg, nullptr)) return;
+  }
+  if (!unsettled) return;
+  for (size_t k = 0; k < n; ++k) {
+    Subscription* sub = group.members[(start + k) % n];
+    if (!sub->settled() && !sub->closed() && Deliver(worker, sub, frame, msg, nullptr)) return;
   }
 }
 

@@ -41,6 +41,17 @@ class Subscription {
   bool closed() const { return closed_.load(std::memory_order_acquire); }
   void set_closed() { closed_.store(true, std::memory_order_release); }
 
+  // A local queue member of a client in a planned move (server/mesh/
+  // move_table.h): the new end's member is latent until the old end's is
+  // released here, the old end's is released from then on. Picks prefer a
+  // settled member and take an unsettled one only when no other can take
+  // the message, so each node's picks go to the old member first and to
+  // the new one after, never back.
+  enum class MoveState : uint8_t { kSettled, kLatent, kReleased };
+  MoveState move_state() const { return move_state_.load(std::memory_order_acquire); }
+  void set_move_state(MoveState state) { move_state_.store(state, std::memory_order_release); }
+  bool settled() const { return move_state() == MoveState::kSettled; }
+
   // Queue members this entry stands for: 1 for a client, the member count on
   // the announcing node for remote interest. Changed only by re-inserting.
   uint32_t weight() const { return weight_; }
@@ -59,6 +70,7 @@ class Subscription {
  private:
   std::atomic<int32_t> refs_{1};
   std::atomic<bool> closed_{false};
+  std::atomic<MoveState> move_state_{MoveState::kSettled};
   const bool remote_;
   const uint32_t weight_;
   std::atomic<uint64_t> max_msgs_{0};

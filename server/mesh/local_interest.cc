@@ -17,8 +17,12 @@ LocalInterest::~LocalInterest() {
   for (Attached& a : links_) a.link->Unref();
 }
 
-uint64_t LocalInterest::OnLocalSubscribe(const Subscription& sub) { return Change(sub, +1); }
-uint64_t LocalInterest::OnLocalUnsubscribe(const Subscription& sub) { return Change(sub, -1); }
+uint64_t LocalInterest::OnLocalSubscribe(const Subscription& sub, uint64_t move_token) {
+  return Change(sub, +1, move_token);
+}
+uint64_t LocalInterest::OnLocalUnsubscribe(const Subscription& sub, uint64_t move_token) {
+  return Change(sub, -1, move_token);
+}
 
 bool LocalInterest::AwaitPeers(uint64_t seq, std::function<void()> done) {
   return barrier_.Wait(seq, MonotonicMs(), std::move(done));
@@ -29,7 +33,7 @@ uint64_t LocalInterest::seq() const {
   return seq_;
 }
 
-uint64_t LocalInterest::Change(const Subscription& sub, int delta) {
+uint64_t LocalInterest::Change(const Subscription& sub, int delta, uint64_t move_token) {
   const bool queue = sub.is_queue();
   // Peers refuse what fails this (and reset the link); the client port
   // already refuses such subscriptions, so this only guards the invariant.
@@ -60,7 +64,16 @@ uint64_t LocalInterest::Change(const Subscription& sub, int delta) {
   barrier_.OnChange(seq_, MonotonicMs());
   std::string frame;
   peer::EncodeInterest({key.first, key.second, now, seq_}, &frame);
-  for (Attached& a : links_) a.link->SendFrame(frame);
+  if (move_token == 0 || !queue) {
+    for (Attached& a : links_) a.link->SendFrame(frame);
+    return seq_;
+  }
+  // A moving client's queue member: the same change, tagged with its move
+  // (server/mesh/move_table.h), for every peer that takes it.
+  std::string tagged;
+  peer::EncodeQueueMove({key.first, key.second, now, seq_}, move_token,
+                        delta > 0 ? peer::QueueMoveKind::kLatent : peer::QueueMoveKind::kRelease, &tagged);
+  for (Attached& a : links_) a.link->SendFrame(a.link->takes_move_frames() ? tagged : frame);
   return seq_;
 }
 

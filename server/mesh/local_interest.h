@@ -49,8 +49,8 @@ class LocalInterest : public InterestObserver {
   LocalInterest() = default;
   ~LocalInterest() override;
 
-  uint64_t OnLocalSubscribe(const Subscription& sub) override;
-  uint64_t OnLocalUnsubscribe(const Subscription& sub) override;
+  uint64_t OnLocalSubscribe(const Subscription& sub, uint64_t move_token = 0) override;
+  uint64_t OnLocalUnsubscribe(const Subscription& sub, uint64_t move_token = 0) override;
   bool AwaitPeers(uint64_t seq, std::function<void()> done) override;
 
   // Starts a snapshot on `link` (SYNC_BEGIN) and sends it every later
@@ -83,7 +83,7 @@ class LocalInterest : public InterestObserver {
     Key last;
   };
 
-  uint64_t Change(const Subscription& sub, int delta);
+  uint64_t Change(const Subscription& sub, int delta, uint64_t move_token);
   std::vector<Attached>::iterator FindLocked(const PeerLink* link);
   // Stops sending to the link and drops its reference.
   void DetachLocked(std::vector<Attached>::iterator it);

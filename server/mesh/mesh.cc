@@ -113,6 +113,7 @@ void Mesh::HandleMembers(const std::vector<zk::NodeInfo>& members) {
       LOG(INFO) << "mesh " << options_.node_id << ": node " << m.id << " is live (client " << m.client_url << ", peer " << m.peer_url << ")";
     }
     p.info = m;
+    if (p.active) p.active->set_takes_move_frames(m.moves);
     p.member = true;
     p.unregistered_since_ms = 0;
     p.leaving_until_ms = 0;
@@ -285,6 +286,7 @@ void Mesh::HandleAuthenticated(RefPtr<PeerLink> link) {
               << " (one link per pair: the one dialled by the smaller node id)";
     p.retiring.push_back(p.active);
   }
+  link->set_takes_move_frames(p.info.id.empty() || p.info.moves);
   p.active = link;
   p.synced = false;
   p.backoff.Reset();

@@ -1,6 +1,11 @@
 #include "server/mesh/move_table.h"
 
+#include "server/event_loop.h"
+
 #include <glog/logging.h>
+
+#include <utility>
+#include <vector>
 
 namespace zmesh::server::mesh {
 
@@ -52,7 +57,88 @@ void MoveTable::OriginGone(std::string_view origin) {
   });
 }
 
+void MoveTable::Settle(Latent& latent, const QueueKey& key) {
+  if (latent.node) latent.node->ReleaseLatent(std::get<1>(key), std::get<2>(key));
+  if (latent.local) latent.local->set_move_state(Subscription::MoveState::kSettled);
+}
+
+void MoveTable::QueueLatent(uint64_t token, RefPtr<PeerNode> node, std::string_view subject, std::string_view queue,
+                            int64_t now_ms) {
+  QueueKey key(token, std::string(subject), std::string(queue));
+  Latent latent{std::move(node), RefPtr<Subscription>(), now_ms};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto early = released_early_.find(key);
+    if (early == released_early_.end()) {
+      latent_.emplace(std::move(key), std::move(latent));
+      return;
+    }
+    released_early_.erase(early);
+  }
+  Settle(latent, key);
+}
+
+void MoveTable::QueueReleased(uint64_t token, std::string_view subject, std::string_view queue, int64_t now_ms) {
+  QueueKey key(token, std::string(subject), std::string(queue));
+  Latent latent;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = latent_.find(key);
+    if (it == latent_.end()) {
+      released_early_.emplace(std::move(key), now_ms);
+      return;
+    }
+    latent = std::move(it->second);
+    latent_.erase(it);
+  }
+  Settle(latent, key);
+}
+
+void MoveTable::QueueMemberLatent(uint64_t token, Subscription* member) {
+  member->set_move_state(Subscription::MoveState::kLatent);
+  QueueKey key(token, member->subject(), member->queue());
+  Latent latent{RefPtr<PeerNode>(), RefPtr<Subscription>(member), MonotonicMs()};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto early = released_early_.find(key);
+    if (early == released_early_.end()) {
+      latent_.emplace(std::move(key), std::move(latent));
+      return;
+    }
+    released_early_.erase(early);
+  }
+  Settle(latent, key);
+}
+
+void MoveTable::QueueMemberReleased(uint64_t token, Subscription* member) {
+  member->set_move_state(Subscription::MoveState::kReleased);
+  QueueReleased(token, member->subject(), member->queue(), MonotonicMs());
+}
+
+size_t MoveTable::latent_queue_members() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return latent_.size();
+}
+
 int MoveTable::Expire(int64_t now_ms, int64_t timeout_ms) {
+  // A latent member whose old end never released it here (the old node
+  // died, or this node holds none of its members) takes part from now on.
+  std::vector<std::pair<Latent, QueueKey>> stale;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = latent_.begin(); it != latent_.end();) {
+      if (now_ms - it->second.since_ms < timeout_ms) {
+        ++it;
+        continue;
+      }
+      stale.emplace_back(std::move(it->second), it->first);
+      it = latent_.erase(it);
+    }
+    for (auto it = released_early_.begin(); it != released_early_.end();) {
+      it = now_ms - it->second < timeout_ms ? std::next(it) : released_early_.erase(it);
+    }
+  }
+  for (auto& [latent, key] : stale) Settle(latent, key);
   int expired = 0;
   Apply(nullptr, [now_ms, timeout_ms, &expired](MoveFilter& f) {
     if (now_ms - f.started_ms() < timeout_ms || f.complete()) return false;

@@ -8,6 +8,14 @@
 // through `cut` (which posts to the main thread) and hears back through
 // Expect. Marks come from the links, on their threads, in stream order.
 //
+// It also pairs the queue members of moving clients, which are never
+// filtered (each message goes to one member only): the new end's member,
+// announced latent (QUEUE_MOVE LATENT), stays out of this node's picks
+// until the old end's member is gone here (QUEUE_MOVE RELEASE). So at
+// every node all picks of the old member come before all picks of the new
+// one, and the client, handing over the old stream first, keeps each
+// publisher's order.
+//
 // Threading: any thread; one mutex. Completion callbacks run outside it,
 // on the thread whose call completed the move.
 
@@ -18,8 +26,10 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
+#include "server/mesh/peer_node.h"
 #include "server/move_coordinator.h"
 
 namespace zmesh::server::mesh {
@@ -46,11 +56,22 @@ class MoveTable final : public MoveCoordinator {
   // A peer's link is gone: nothing more comes from it, and nothing is
   // waited for from it, in every move.
   void OriginGone(std::string_view origin);
-  // Moves older than `timeout_ms` stop waiting (the mesh's tick); returns
-  // how many did now.
+  // `node` has applied a latent queue member of (subject, queue) for
+  // `token` (its link's thread): the old end's release, or the move's
+  // timeout, makes it take part in picks.
+  void QueueLatent(uint64_t token, RefPtr<PeerNode> node, std::string_view subject, std::string_view queue,
+                   int64_t now_ms);
+  // The old end's member of (subject, queue) for `token` is gone here.
+  void QueueReleased(uint64_t token, std::string_view subject, std::string_view queue, int64_t now_ms);
+  // MoveCoordinator, for this node's own members.
+  void QueueMemberLatent(uint64_t token, Subscription* member) override;
+  void QueueMemberReleased(uint64_t token, Subscription* member) override;
+  // Moves older than `timeout_ms` stop waiting (the mesh's tick), and so
+  // do latent queue members; returns how many moves did now.
   int Expire(int64_t now_ms, int64_t timeout_ms);
 
   size_t size() const;
+  size_t latent_queue_members() const;
 
  private:
   struct Entry {
@@ -64,6 +85,18 @@ class MoveTable final : public MoveCoordinator {
   const std::function<void(uint64_t)> cut_;
   mutable std::mutex mu_;
   std::multimap<uint64_t, Entry> moves_;
+  // Queue members by (token, subject, queue): latent ones, with the node
+  // that holds them, and releases that came first (their latent member is
+  // on its way on another link).
+  using QueueKey = std::tuple<uint64_t, std::string, std::string>;
+  struct Latent {
+    RefPtr<PeerNode> node;  // a peer's member, or
+    RefPtr<Subscription> local;  // one of our clients'
+    int64_t since_ms = 0;
+  };
+  static void Settle(Latent& latent, const QueueKey& key);
+  std::multimap<QueueKey, Latent> latent_;
+  std::multimap<QueueKey, int64_t> released_early_;
 };
 
 }  // namespace zmesh::server::mesh

@@ -188,6 +188,22 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
     return;
   }
   switch (f.type) {
+    case peer::FrameType::kQueueMove:
+      if (f.queue_move == peer::QueueMoveKind::kLatent) {
+        if (moves_ == nullptr) {  // no moves here: an ordinary member
+          node_->ApplyInterest(this, f.interest);
+        } else if (node_->ApplyInterest(this, f.interest, /*latent=*/+1)) {
+          moves_->QueueLatent(f.move_token, node_, f.interest.subject, f.interest.queue, MonotonicMs());
+        }
+      } else {
+        node_->ApplyInterest(this, f.interest);
+        if (moves_ != nullptr) moves_->QueueReleased(f.move_token, f.interest.subject, f.interest.queue, MonotonicMs());
+      }
+      if (!in_snapshot_ && f.interest.seq > applied_seq_) {
+        applied_seq_ = f.interest.seq;
+        ack_due_ = true;
+      }
+      return;
     case peer::FrameType::kInterest:
       node_->ApplyInterest(this, f.interest);
       // Inside a snapshot nothing counts until the whole snapshot is in.

@@ -92,6 +92,11 @@ class PeerLink : public Connection {
   // Any thread: a control frame (interest, digest, ...). On overflow the
   // link is reset, and the node re-synced when it reconnects.
   void SendFrame(std::string_view frame);
+  // Whether the peer takes planned-move frames (its znode says "moves"; a
+  // joiner not registered yet is assumed to). Set by the mesh, read by
+  // LocalInterest on any thread.
+  bool takes_move_frames() const { return takes_move_frames_.load(std::memory_order_relaxed); }
+  void set_takes_move_frames(bool takes) { takes_move_frames_.store(takes, std::memory_order_relaxed); }
 
   // --- owner thread, posted by the mesh ---
   // Becomes `node`'s link: takes over from its previous link (which retires),
@@ -166,6 +171,7 @@ class PeerLink : public Connection {
   RefPtr<PeerNode> node_;
   bool synced_ = false;
   bool resync_requested_ = false;
+  std::atomic<bool> takes_move_frames_{true};
   bool in_snapshot_ = false;  // between the peer's SYNC_BEGIN and SYNC_END
   bool sending_snapshot_ = false;  // ours is still streaming to the peer
   uint64_t applied_seq_ = 0;  // the peer's interest changes applied up to

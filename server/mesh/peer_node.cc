@@ -93,41 +93,78 @@ RefPtr<PeerLink> PeerNode::link() const {
 
 void PeerNode::RemoveLocked(Entry& e, const Key& key) {
   digest_.Remove(key.first, key.second, e.count);
+  if (e.sub == nullptr) return;
   e.sub->set_closed();
   index_->Remove(e.sub);
   e.sub->Unref();
   e.sub = nullptr;
 }
 
-void PeerNode::ApplyInterest(const PeerLink* from, const proto::peer::Interest& in) {
-  std::lock_guard<std::mutex> lock(interest_mu_);
-  if (from != link_) return;
-  Key key(std::string(in.subject), std::string(in.queue));
-  auto it = interest_.find(key);
-  if (it != interest_.end()) {
-    it->second.epoch = epoch_;
-    if (it->second.count == in.count) return;
-    RemoveLocked(it->second, key);  // a new weight means a new entry in the index
-    if (in.count == 0) {
-      interest_.erase(it);
-      return;
-    }
-  } else if (in.count == 0) {
-    return;
+bool PeerNode::ReweighLocked(Entry& e, const Key& key) {
+  uint32_t weight = 1;
+  if (!key.second.empty()) {
+    auto l = latent_.find(key);
+    const uint32_t hidden = l == latent_.end() || l->second <= 0 ? 0 : static_cast<uint32_t>(l->second);
+    weight = e.count > hidden ? e.count - hidden : 0;
   }
-  auto* sub = new Subscription(this, key.first, key.second, std::string(), /*remote=*/true,
-                               key.second.empty() ? 1 : in.count);
+  if (e.sub != nullptr && weight == e.sub->weight()) return true;
+  if (e.sub != nullptr) {  // a new weight means a new entry in the index
+    e.sub->set_closed();
+    index_->Remove(e.sub);
+    e.sub->Unref();
+    e.sub = nullptr;
+  }
+  if (weight == 0) return true;
+  auto* sub = new Subscription(this, key.first, key.second, std::string(), /*remote=*/true, weight);
   if (!index_->Insert(sub)) {  // a peer announcing an invalid subject: ignore it, loudly
     LOG(WARNING) << "peer " << node_id_ << " announced invalid subject '" << key.first << "'";
     sub->Unref();
-    if (it != interest_.end()) interest_.erase(it);
-    return;
+    return false;
   }
-  Entry& e = interest_[key];
   e.sub = sub;
+  return true;
+}
+
+bool PeerNode::ApplyInterest(const PeerLink* from, const proto::peer::Interest& in, int latent) {
+  std::lock_guard<std::mutex> lock(interest_mu_);
+  if (from != link_) return false;
+  Key key(std::string(in.subject), std::string(in.queue));
+  if (latent != 0 && !key.second.empty()) {
+    if ((latent_[key] += latent) == 0) latent_.erase(key);
+  }
+  auto it = interest_.find(key);
+  if (it == interest_.end()) {
+    if (in.count == 0) return true;
+    it = interest_.emplace(key, Entry{}).first;
+  } else {
+    it->second.epoch = epoch_;
+    if (it->second.count == in.count && latent == 0) return true;
+    if (in.count == 0) {
+      RemoveLocked(it->second, key);
+      interest_.erase(it);
+      return true;
+    }
+    digest_.Remove(key.first, key.second, it->second.count);
+  }
+  Entry& e = it->second;
   e.count = in.count;
   e.epoch = epoch_;
+  if (!ReweighLocked(e, key)) {
+    interest_.erase(it);
+    return true;
+  }
   digest_.Add(key.first, key.second, in.count);
+  return true;
+}
+
+void PeerNode::ReleaseLatent(const std::string& subject, const std::string& queue) {
+  std::lock_guard<std::mutex> lock(interest_mu_);
+  Key key(subject, queue);
+  if (--latent_[key] == 0) latent_.erase(key);
+  if (auto it = interest_.find(key); it != interest_.end() && !ReweighLocked(it->second, key)) {
+    RemoveLocked(it->second, key);
+    interest_.erase(it);
+  }
 }
 
 void PeerNode::BeginSync(const PeerLink* from) {
@@ -158,6 +195,7 @@ bool PeerNode::DigestMatches(const proto::peer::Digest& announced) const {
 void PeerNode::ClearInterestLocked() {
   for (auto& [key, e] : interest_) RemoveLocked(e, key);
   interest_.clear();
+  latent_.clear();  // a move in progress times out instead (MoveTable::Expire)
 }
 
 size_t PeerNode::interest_count() const {

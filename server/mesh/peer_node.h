@@ -71,8 +71,15 @@ class PeerNode : public SubscriberEndpoint, public PeerForwarder {
   RefPtr<PeerLink> link() const;
 
   // Interest frames, applied only when they come from the active link
-  // (a retiring duplicate may still carry stale ones).
-  void ApplyInterest(const PeerLink* from, const proto::peer::Interest& interest);
+  // (a retiring duplicate may still carry stale ones). `latent` (+1): the
+  // change adds a moving client's queue member that stays out of picks
+  // until its old end releases it (QUEUE_MOVE LATENT; see ReleaseLatent).
+  // False when `from` is not the active link (nothing applied).
+  bool ApplyInterest(const PeerLink* from, const proto::peer::Interest& interest, int latent = 0);
+  // A latent member of (subject, queue) takes part in picks from now on
+  // (its old end's member is gone, or the move timed out). May come before
+  // the latent change it undoes (another link's thread): counts go below 0.
+  void ReleaseLatent(const std::string& subject, const std::string& queue);
   void BeginSync(const PeerLink* from);
   // Ends a snapshot: drops what it did not mention. True when the resulting
   // digest equals the one announced.
@@ -95,6 +102,10 @@ class PeerNode : public SubscriberEndpoint, public PeerForwarder {
 
   void ClearInterestLocked();
   void RemoveLocked(Entry& entry, const Key& key);
+  // Puts `entry` in the index with its weight: the member count less the
+  // latent members (none: no index entry). False if the index refused the
+  // subject.
+  bool ReweighLocked(Entry& entry, const Key& key);
 
   SubjectIndex* const index_;
   const std::string node_id_;
@@ -103,6 +114,7 @@ class PeerNode : public SubscriberEndpoint, public PeerForwarder {
   mutable std::mutex link_mu_;
   PeerLink* link_ = nullptr;  // holds a reference; written under both locks
   absl::flat_hash_map<Key, Entry> interest_;  // interest_mu_
+  absl::flat_hash_map<Key, int32_t> latent_;  // interest_mu_: latent members per group
   InterestDigest digest_;                      // interest_mu_
   uint32_t epoch_ = 0;                         // interest_mu_
 };

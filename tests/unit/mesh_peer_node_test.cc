@@ -151,6 +151,39 @@ TEST_F(PeerNodeTest, CountsAreAbsoluteAndZeroRemoves) {
   EXPECT_TRUE(node_->DigestMatches(DigestOf({})));
 }
 
+// A moving client's queue member at this node, announced latent: it is in
+// the node's count (and digest) but takes no picks here until released.
+TEST_F(PeerNodeTest, ALatentQueueMemberTakesNoPicksUntilReleased) {
+  PeerLink* a = NewLink();
+  node_->SwapLink(a);
+  node_->ApplyInterest(a, Queue("jobs", "workers", 2));
+  ASSERT_TRUE(node_->ApplyInterest(a, Queue("jobs", "workers", 3), /*latent=*/+1));
+  auto r = index_.Match("jobs");
+  ASSERT_EQ(r->groups.size(), 1u);
+  EXPECT_EQ(r->groups[0].total_weight, 2u) << "the latent member is picked before its old end is released";
+  EXPECT_TRUE(node_->DigestMatches(DigestOf({Queue("jobs", "workers", 3)}))) << "the digest is what the node announced";
+  node_->ReleaseLatent("jobs", "workers");
+  r = index_.Match("jobs");
+  ASSERT_EQ(r->groups.size(), 1u);
+  EXPECT_EQ(r->groups[0].total_weight, 3u);
+}
+
+TEST_F(PeerNodeTest, AGroupOfLatentMembersOnlyIsNotInTheIndexUntilReleased) {
+  PeerLink* a = NewLink();
+  node_->SwapLink(a);
+  // The release may come first (another link's thread): the member then
+  // counts at once.
+  node_->ReleaseLatent("early", "workers");
+  node_->ApplyInterest(a, Queue("early", "workers", 1), +1);
+  EXPECT_TRUE(Matches("early"));
+  node_->ApplyInterest(a, Queue("jobs", "workers", 1), +1);
+  EXPECT_FALSE(Matches("jobs"));
+  EXPECT_EQ(node_->interest_count(), 2u);
+  node_->ReleaseLatent("jobs", "workers");
+  EXPECT_TRUE(Matches("jobs"));
+  EXPECT_FALSE(node_->ApplyInterest(NewLink(), Queue("jobs", "workers", 2), +1)) << "not the active link";
+}
+
 TEST_F(PeerNodeTest, EndSyncDropsWhatTheSnapshotDidNotMention) {
   PeerLink* a = NewLink();
   node_->SwapLink(a);

@@ -7,13 +7,21 @@
 #include <memory>
 #include <vector>
 
+#include "server/event_loop.h"
 #include "server/mesh/move_table.h"
 #include "server/move_filter.h"
+#include "server/subscriber_endpoint.h"
+#include "server/subscription.h"
 
 namespace zmesh::server {
 namespace {
 
 using Side = MoveFilter::Side;
+
+class FakeEndpoint : public SubscriberEndpoint {
+ public:
+  FakeEndpoint() : SubscriberEndpoint(Kind::kClient) {}
+};
 
 TEST(MoveFilterTest, TheNewEndTakesEachNodesMessagesFromItsCutOn) {
   MoveFilter f(Side::kIncoming, 7, 0);
@@ -92,6 +100,43 @@ TEST(MoveTableTest, AMoveOutCutsAndReportsOnceEveryPeerHasCut) {
   EXPECT_EQ(done, 1);
   table.Forget(out.get());
   EXPECT_EQ(table.size(), 0u);
+}
+
+// A moving client's queue members: the new end's latent until the old
+// end's is released at this node, so this node's picks never go back to
+// the old member after the new one.
+TEST(MoveTableTest, ANewEndsQueueMemberIsLatentUntilTheOldEndsIsReleasedHere) {
+  FakeEndpoint owner;
+  mesh::MoveTable table([](uint64_t) {});
+  auto* fresh = new Subscription(&owner, "jobs", "workers", "1", false);
+  auto* old = new Subscription(&owner, "jobs", "workers", "1", false);
+  table.QueueMemberLatent(7, fresh);
+  EXPECT_FALSE(fresh->settled());
+  EXPECT_EQ(table.latent_queue_members(), 1u);
+  table.QueueReleased(8, "jobs", "workers", 0);  // another move
+  table.QueueReleased(7, "other", "workers", 0);  // another group
+  EXPECT_FALSE(fresh->settled());
+  table.QueueMemberReleased(7, old);  // the old end's member, here
+  EXPECT_EQ(old->move_state(), Subscription::MoveState::kReleased) << "the old member still takes new picks";
+  EXPECT_TRUE(fresh->settled());
+  EXPECT_EQ(table.latent_queue_members(), 0u);
+  fresh->Unref();
+  old->Unref();
+}
+
+TEST(MoveTableTest, AReleaseBeforeItsLatentMemberAndATimeoutSettleIt) {
+  FakeEndpoint owner;
+  mesh::MoveTable table([](uint64_t) {});
+  auto* early = new Subscription(&owner, "jobs", "workers", "1", false);
+  table.QueueReleased(7, "jobs", "workers", 0);
+  table.QueueMemberLatent(7, early);
+  EXPECT_TRUE(early->settled()) << "the release that came first was forgotten";
+  auto* late = new Subscription(&owner, "jobs", "workers", "2", false);
+  table.QueueMemberLatent(9, late);
+  table.Expire(MonotonicMs() + 100000, 1000);
+  EXPECT_TRUE(late->settled()) << "a latent member whose old end never released it stays out of picks";
+  early->Unref();
+  late->Unref();
 }
 
 TEST(MoveTableTest, AMoveThatTimesOutStopsWaiting) {
