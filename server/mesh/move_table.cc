@@ -1,11 +1,11 @@
 #include "server/mesh/move_table.h"
 
-#include "server/event_loop.h"
-
 #include <glog/logging.h>
 
 #include <utility>
 #include <vector>
+
+#include "server/event_loop.h"
 
 namespace zmesh::server::mesh {
 
@@ -66,16 +66,22 @@ void MoveTable::QueueLatent(uint64_t token, RefPtr<PeerNode> node, std::string_v
                             int64_t now_ms) {
   QueueKey key(token, std::string(subject), std::string(queue));
   Latent latent{std::move(node), RefPtr<Subscription>(), now_ms};
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto early = released_early_.find(key);
-    if (early == released_early_.end()) {
-      latent_.emplace(std::move(key), std::move(latent));
-      return;
-    }
-    released_early_.erase(early);
-  }
+  if (Hold(key, latent)) return;
   Settle(latent, key);
+}
+
+bool MoveTable::Hold(QueueKey& key, Latent& latent) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto early = released_early_.find(key);
+  if (early != released_early_.end()) {
+    released_early_.erase(early);
+    return false;
+  }
+  // Bounded whatever peers send: beyond it a member counts at once (its
+  // order across the move is then as without latent members).
+  if (latent_.size() >= kMaxQueueEntries) return false;
+  latent_.emplace(std::move(key), std::move(latent));
+  return true;
 }
 
 void MoveTable::QueueReleased(uint64_t token, std::string_view subject, std::string_view queue, int64_t now_ms) {
@@ -85,7 +91,7 @@ void MoveTable::QueueReleased(uint64_t token, std::string_view subject, std::str
     std::lock_guard<std::mutex> lock(mu_);
     auto it = latent_.find(key);
     if (it == latent_.end()) {
-      released_early_.emplace(std::move(key), now_ms);
+      if (released_early_.size() < kMaxQueueEntries) released_early_.emplace(std::move(key), now_ms);
       return;
     }
     latent = std::move(it->second);
@@ -98,15 +104,7 @@ void MoveTable::QueueMemberLatent(uint64_t token, Subscription* member) {
   member->set_move_state(Subscription::MoveState::kLatent);
   QueueKey key(token, member->subject(), member->queue());
   Latent latent{RefPtr<PeerNode>(), RefPtr<Subscription>(member), MonotonicMs()};
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto early = released_early_.find(key);
-    if (early == released_early_.end()) {
-      latent_.emplace(std::move(key), std::move(latent));
-      return;
-    }
-    released_early_.erase(early);
-  }
+  if (Hold(key, latent)) return;
   Settle(latent, key);
 }
 
@@ -118,6 +116,11 @@ void MoveTable::QueueMemberReleased(uint64_t token, Subscription* member) {
 size_t MoveTable::latent_queue_members() const {
   std::lock_guard<std::mutex> lock(mu_);
   return latent_.size();
+}
+
+size_t MoveTable::early_queue_releases() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return released_early_.size();
 }
 
 int MoveTable::Expire(int64_t now_ms, int64_t timeout_ms) {

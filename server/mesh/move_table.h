@@ -72,6 +72,7 @@ class MoveTable final : public MoveCoordinator {
 
   size_t size() const;
   size_t latent_queue_members() const;
+  size_t early_queue_releases() const;
 
  private:
   struct Entry {
@@ -95,6 +96,10 @@ class MoveTable final : public MoveCoordinator {
     int64_t since_ms = 0;
   };
   static void Settle(Latent& latent, const QueueKey& key);
+  // Keeps `latent` until its release; false when it must settle now (its
+  // release came first, or the table is full).
+  bool Hold(QueueKey& key, Latent& latent);
+  static constexpr size_t kMaxQueueEntries = 65536;
   std::multimap<QueueKey, Latent> latent_;
   std::multimap<QueueKey, int64_t> released_early_;
 };

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "server/event_loop.h"
@@ -137,6 +138,26 @@ TEST(MoveTableTest, AReleaseBeforeItsLatentMemberAndATimeoutSettleIt) {
   EXPECT_TRUE(late->settled()) << "a latent member whose old end never released it stays out of picks";
   early->Unref();
   late->Unref();
+}
+
+// A peer sending RELEASE frames for moves that do not exist (or LATENT ones
+// that are never released) fills nothing beyond a bound.
+TEST(MoveTableTest, QueueMoveFramesFromAFloodingPeerStayBounded) {
+  FakeEndpoint owner;
+  mesh::MoveTable table([](uint64_t) {});
+  for (uint64_t t = 1; t <= 100000; ++t) table.QueueReleased(t, "jobs", "workers", 0);
+  EXPECT_LE(table.early_queue_releases(), 65536u);
+  std::vector<Subscription*> subs;
+  for (uint64_t t = 200001; t <= 270000; ++t) {
+    subs.push_back(new Subscription(&owner, "jobs", "workers", std::to_string(t), false));
+    table.QueueMemberLatent(t, subs.back());
+  }
+  EXPECT_LE(table.latent_queue_members(), 65536u);
+  EXPECT_TRUE(subs.back()->settled()) << "beyond the bound a member counts at once";
+  table.Expire(MonotonicMs() + 100000, 1000);
+  EXPECT_EQ(table.latent_queue_members(), 0u);
+  EXPECT_EQ(table.early_queue_releases(), 0u);
+  for (Subscription* s : subs) s->Unref();
 }
 
 TEST(MoveTableTest, AMoveThatTimesOutStopsWaiting) {
