@@ -82,6 +82,30 @@ class PeerTargets {
   absl::InlinedVector<Target, 4> targets_;
 };
 
+// Offers the message to members[start], members[start + 1], ... (wrapping)
+// until `take(sub)` accepts it. A moving client's member (latent or
+// released, Subscription::settled) is offered only after every settled one
+// declined, so each node picks a moving client's old member before its new
+// one and never back. True if someone took it.
+template <typename Take>
+bool TryInTurn(Subscription* const* members, size_t n, size_t start, Take take) {
+  bool unsettled = false;
+  for (size_t k = 0; k < n; ++k) {
+    Subscription* sub = members[(start + k) % n];
+    if (!sub->settled()) {
+      unsettled = true;
+    } else if (take(sub)) {
+      return true;
+    }
+  }
+  if (!unsettled) return false;
+  for (size_t k = 0; k < n; ++k) {
+    Subscription* sub = members[(start + k) % n];
+    if (!sub->settled() && take(sub)) return true;
+  }
+  return false;
+}
+
 // Picks a member of `group` by weight (uniform over all members in the mesh:
 // a remote entry stands for its node's members) and hands the message over.
 // If the pick cannot take it (gone, our own with echo off, a slow consumer),
@@ -94,22 +118,8 @@ bool PickGroupMember(const MatchResult::Group& group, Eligible eligible, Take ta
   const size_t start = static_cast<size_t>(
       std::upper_bound(group.cumulative_weight.begin(), group.cumulative_weight.end(), x) -
       group.cumulative_weight.begin());
-  const size_t n = group.members.size();
-  bool unsettled = false;
-  for (size_t k = 0; k < n; ++k) {
-    Subscription* sub = group.members[(start + k) % n];
-    if (!sub->settled()) {  // a moving client's member: only if nobody else can
-      unsettled = true;
-      continue;
-    }
-    if (eligible(sub) && take(sub)) return true;
-  }
-  if (!unsettled) return false;
-  for (size_t k = 0; k < n; ++k) {
-    Subscription* sub = group.members[(start + k) % n];
-    if (!sub->settled() && eligible(sub) && take(sub)) return true;
-  }
-  return false;
+  return TryInTurn(group.members.data(), group.members.size(), start,
+                   [&](Subscription* sub) { return eligible(sub) && take(sub); });
 }
 
 // May `sub` take a message from `source`? Its own subscriptions only with echo.
@@ -140,20 +150,8 @@ void DeliverToLocalMember(IoWorker* worker, const MatchResult::Group& group, pro
       --k;
     }
   }
-  bool unsettled = false;
-  for (size_t k = 0; k < n; ++k) {
-    Subscription* sub = group.members[(start + k) % n];
-    if (!sub->settled()) {  // a moving client's member: only if nobody else can
-      unsettled = true;
-      continue;
-    }
-    if (!sub->closed() && Deliver(worker, sub, frame, msg, nullptr)) return;
-  }
-  if (!unsettled) return;
-  for (size_t k = 0; k < n; ++k) {
-    Subscription* sub = group.members[(start + k) % n];
-    if (!sub->settled() && !sub->closed() && Deliver(worker, sub, frame, msg, nullptr)) return;
-  }
+  TryInTurn(group.members.data(), n, start,
+            [&](Subscription* sub) { return !sub->closed() && Deliver(worker, sub, frame, msg, nullptr); });
 }
 
 }  // namespace

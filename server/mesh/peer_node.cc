@@ -93,6 +93,10 @@ RefPtr<PeerLink> PeerNode::link() const {
 
 void PeerNode::RemoveLocked(Entry& e, const Key& key) {
   digest_.Remove(key.first, key.second, e.count);
+  UnindexLocked(e);
+}
+
+void PeerNode::UnindexLocked(Entry& e) {
   if (e.sub == nullptr) return;
   e.sub->set_closed();
   index_->Remove(e.sub);
@@ -108,12 +112,7 @@ bool PeerNode::ReweighLocked(Entry& e, const Key& key) {
     weight = e.count > hidden ? e.count - hidden : 0;
   }
   if (e.sub != nullptr && weight == e.sub->weight()) return true;
-  if (e.sub != nullptr) {  // a new weight means a new entry in the index
-    e.sub->set_closed();
-    index_->Remove(e.sub);
-    e.sub->Unref();
-    e.sub = nullptr;
-  }
+  UnindexLocked(e);  // a new weight means a new entry in the index
   if (weight == 0) return true;
   auto* sub = new Subscription(this, key.first, key.second, std::string(), /*remote=*/true, weight);
   if (!index_->Insert(sub)) {  // a peer announcing an invalid subject: ignore it, loudly

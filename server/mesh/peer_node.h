@@ -102,6 +102,8 @@ class PeerNode : public SubscriberEndpoint, public PeerForwarder {
 
   void ClearInterestLocked();
   void RemoveLocked(Entry& entry, const Key& key);
+  // Takes the entry's subscription (if any) out of the index.
+  void UnindexLocked(Entry& entry);
   // Puts `entry` in the index with its weight: the member count less the
   // latent members (none: no index entry). False if the index refused the
   // subject.
