@@ -118,6 +118,14 @@ void EncodeQueueMove(const Interest& i, uint64_t token, QueueMoveKind kind, std:
   Finish(at, 0, out);
 }
 
+void EncodeQueueSwitch(uint64_t token, std::string_view subject, std::string_view queue, std::string* out) {
+  const size_t at = Begin(FrameType::kQueueSwitch, out);
+  PutU64(token, out);
+  PutStr(subject, out);
+  PutStr(queue, out);
+  Finish(at, 0, out);
+}
+
 void EncodeDigest(FrameType type, const Digest& d, std::string* out) {
   const size_t at = Begin(type, out);
   PutU64(d.digest, out);
@@ -214,8 +222,9 @@ bool IsAnnounceable(std::string_view subject, std::string_view queue) {
 bool ValidateFrame(const Frame& f, const NameBounds& bounds, std::string* why) {
   switch (f.type) {
     case FrameType::kQueueMove:
+    case FrameType::kQueueSwitch:
       if (f.interest.queue.empty()) {
-        *why = "QUEUE_MOVE without a queue group";
+        *why = "QUEUE_MOVE or QUEUE_SWITCH without a queue group";
         return false;
       }
       [[fallthrough]];
@@ -302,6 +311,11 @@ bool FrameReader::Decode(std::string_view body, uint8_t type, Frame* f) {
       f->queue_move = static_cast<QueueMoveKind>(kind);
       return true;
     }
+    case FrameType::kQueueSwitch:
+      f->interest.count = 0;
+      f->interest.seq = 0;
+      return c.U64(&f->move_token) && c.Str(&f->interest.subject) && c.Str(&f->interest.queue) && c.done() &&
+             !f->interest.subject.empty();
     case FrameType::kSyncEnd:
       return c.U64(&f->digest.digest) && c.U64(&f->digest.entries) && c.U64(&f->digest.seq) && c.done();
     case FrameType::kDigest:

@@ -61,6 +61,10 @@ enum class FrameType : uint8_t {
   // LATENT (the new end's member: keep it out of picks until the old end
   // releases its own) or RELEASE (the old end's member is gone).
   kQueueMove = 0x35,  // subject, queue, count, seq (as INTEREST), token, kind
+  // The sender counts the receiver's latent member of (subject, queue) for
+  // move `token` in its picks from this point of its stream on: the queue
+  // messages it sent before were chosen for the receiver's other members.
+  kQueueSwitch = 0x36,  // token, subject, queue
 };
 
 enum class QueueMoveKind : uint8_t { kLatent = 1, kRelease = 2 };
@@ -113,7 +117,7 @@ struct Frame {
   Leaving leaving;
   Msg msg;
   uint64_t ack_seq = 0;  // INTEREST_ACK
-  uint64_t move_token = 0;  // CUT, MARK, QUEUE_MOVE
+  uint64_t move_token = 0;  // CUT, MARK, QUEUE_MOVE, QUEUE_SWITCH (its group in `interest`)
   QueueMoveKind queue_move = QueueMoveKind::kLatent;  // QUEUE_MOVE (its change is in `interest`)
   uint64_t load_clients = 0;  // LOAD
 };
@@ -146,6 +150,7 @@ void EncodeRefuse(std::string_view reason, std::string* out);
 void EncodeEmpty(FrameType type, std::string* out);  // PING, PONG, SYNC_BEGIN, RESYNC, RETIRE
 void EncodeInterest(const Interest& interest, std::string* out);
 void EncodeQueueMove(const Interest& interest, uint64_t token, QueueMoveKind kind, std::string* out);
+void EncodeQueueSwitch(uint64_t token, std::string_view subject, std::string_view queue, std::string* out);
 void EncodeDigest(FrameType type, const Digest& digest, std::string* out);  // SYNC_END, DIGEST
 void EncodeLeaving(const Leaving& leaving, std::string* out);
 // CUT or MARK for a move.

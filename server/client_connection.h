@@ -61,6 +61,8 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
   void PushBackOn(Connection* consumer) override {
     if (!pushback_) pushback_ = RefPtr<Connection>(consumer);
   }
+  // The new end of a move: `origin` has switched to `sub` (MoveFilter).
+  bool TakesQueueTurn(const Subscription& sub, std::string_view origin) const override;
   // Owner thread, from IoWorker: the stall is over; reading resumes, and the
   // input held back goes first.
   void ResumeAfterStall();

@@ -152,6 +152,13 @@ uint64_t ClientConnection::QueueMoveToken(const Subscription& sub, bool subscrib
   return move_->token();
 }
 
+bool ClientConnection::TakesQueueTurn(const Subscription& sub, std::string_view origin) const {
+  if (sub.move_state() != Subscription::MoveState::kLatent) return false;  // released: the old end's
+  const MoveFilter* filter = move_view_.load(std::memory_order_acquire);
+  return filter != nullptr && filter->side() == MoveFilter::Side::kIncoming &&
+         filter->QueueSwitched(origin, sub.subject(), sub.queue());
+}
+
 bool ClientConnection::MoveAccepts(const Subscription* sub, const Message& msg) const {
   const MoveFilter* filter = move_view_.load(std::memory_order_acquire);
   // A queue message goes to one member mesh-wide: never dropped, never doubled.

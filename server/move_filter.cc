@@ -26,6 +26,39 @@ bool MoveFilter::Acknowledge(std::string_view origin) {
   return ReportLocked();
 }
 
+bool MoveFilter::OriginGone(std::string_view origin) {
+  std::lock_guard<std::mutex> lock(mu_);
+  marked_.emplace(std::string(origin));
+  acknowledged_.emplace(std::string(origin));
+  gone_.emplace(std::string(origin));
+  return ReportLocked();
+}
+
+void MoveFilter::QueueSwitch(std::string_view origin, std::string_view subject, std::string_view queue) {
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_switched_[{std::string(subject), std::string(queue)}].emplace(std::string(origin));
+}
+
+bool MoveFilter::QueueSwitched(std::string_view origin, std::string_view subject, std::string_view queue) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return QueueSwitchedLocked(origin, subject, queue);
+}
+
+bool MoveFilter::QueueSwitchedLocked(std::string_view origin, std::string_view subject,
+                                     std::string_view queue) const {
+  if (gone_.contains(AbslView(origin))) return true;
+  auto it = queue_switched_.find(std::make_pair(std::string(subject), std::string(queue)));
+  return it != queue_switched_.end() && it->second.contains(AbslView(origin));
+}
+
+bool MoveFilter::QueueSwitchComplete(std::string_view subject, std::string_view queue) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!expecting_ || !QueueSwitchedLocked("", subject, queue)) return false;
+  return std::all_of(expected_.begin(), expected_.end(), [&](const std::string& origin) {
+    return QueueSwitchedLocked(origin, subject, queue);
+  });
+}
+
 bool MoveFilter::Expect(std::vector<std::string> origins) {
   std::lock_guard<std::mutex> lock(mu_);
   expected_ = std::move(origins);

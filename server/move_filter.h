@@ -5,7 +5,10 @@
 // forwarding stream once per move (a CUT on every link): the old node
 // delivers to the client only what X published before its cut
 // (kOutgoing), the new node only what X published after it (kIncoming).
-// Queue-group deliveries are never filtered (each goes to one member only).
+// Queue-group deliveries are never filtered (each goes to one member only),
+// but the new end records, per group, which nodes have switched their picks
+// to this client's new member (QueueSwitch), so that a message a node chose
+// this node for before it switched goes to another member here.
 //
 // Origins are node ids; "" is this node (local publishers).
 //
@@ -18,8 +21,10 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include <absl/container/flat_hash_map.h>
 #include <absl/container/flat_hash_set.h>
 
 namespace zmesh::server {
@@ -52,11 +57,26 @@ class MoveFilter {
   // the cut is complete when they and this node have marked. True when this
   // completed it (once).
   bool Expect(std::vector<std::string> origins);
+  // `origin`'s link is gone: nothing more comes from it and nothing is
+  // waited for from it (a cut, a MARK, a queue switch). True when this
+  // completed the move (once).
+  bool OriginGone(std::string_view origin);
   // Ends the filtering: an incoming filter takes everything from now on
   // (the cut completed, or the move gave up waiting), an outgoing one
   // nothing (the old connection delivered its last message). True the first
   // time the cut is reported complete by this call.
   bool Finish();
+
+  // Queue members of the new end (docs/design-lossless-moves.md, "Queue
+  // groups"): `origin` counts this client's member of (subject, queue) in
+  // its picks from now on (its QUEUE_SWITCH arrived; "" is this node, where
+  // the old end's member was released).
+  void QueueSwitch(std::string_view origin, std::string_view subject, std::string_view queue);
+  // Whether a queue message from `origin` was picked with that member
+  // counted (it switched, or its link is gone).
+  bool QueueSwitched(std::string_view origin, std::string_view subject, std::string_view queue) const;
+  // This node and every node it cut to have switched to that member.
+  bool QueueSwitchComplete(std::string_view subject, std::string_view queue) const;
 
   bool complete() const;
   bool finished() const;
@@ -67,6 +87,7 @@ class MoveFilter {
  private:
   bool CompleteLocked() const;
   bool ReportLocked();
+  bool QueueSwitchedLocked(std::string_view origin, std::string_view subject, std::string_view queue) const;
 
   const Side side_;
   const uint64_t token_;
@@ -74,6 +95,9 @@ class MoveFilter {
   mutable std::mutex mu_;
   absl::flat_hash_set<std::string> marked_;
   absl::flat_hash_set<std::string> acknowledged_;  // the old end only
+  absl::flat_hash_set<std::string> gone_;
+  // (subject, queue) -> the origins that switched to the new end's member.
+  absl::flat_hash_map<std::pair<std::string, std::string>, absl::flat_hash_set<std::string>> queue_switched_;
   std::vector<std::string> expected_;
   bool expecting_ = false;  // this node has cut
   bool finished_ = false;

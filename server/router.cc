@@ -82,26 +82,31 @@ class PeerTargets {
   absl::InlinedVector<Target, 4> targets_;
 };
 
-// Offers the message to members[start], members[start + 1], ... (wrapping)
-// until `take(sub)` accepts it. A moving client's member (latent or
-// released, Subscription::settled) is offered only after every settled one
-// declined, so each node picks a moving client's old member before its new
-// one and never back. True if someone took it.
+// Whether `sub` takes a queue message from `origin` in its turn: settled,
+// or a moving client's new member that `origin` already picks with (the old
+// member never: it is on its way out).
+bool InTurn(const Subscription* sub, std::string_view origin) {
+  return sub->settled() || (!sub->remote() && sub->owner()->delivery()->TakesQueueTurn(*sub, origin));
+}
+
+// Offers the message from `origin` to members[start], members[start + 1],
+// ... (wrapping) until `take(sub)` accepts it. A moving client's member that
+// is not in its turn is offered only after every other one declined, so
+// each node's picks go to a moving client's old member before its new one
+// and never back. True if someone took it.
 template <typename Take>
-bool TryInTurn(Subscription* const* members, size_t n, size_t start, Take take) {
-  bool unsettled = false;
+bool TryInTurn(Subscription* const* members, size_t n, size_t start, std::string_view origin, Take take) {
+  absl::InlinedVector<Subscription*, 2> deferred;
   for (size_t k = 0; k < n; ++k) {
     Subscription* sub = members[(start + k) % n];
-    if (!sub->settled()) {
-      unsettled = true;
+    if (!InTurn(sub, origin)) {
+      deferred.push_back(sub);
     } else if (take(sub)) {
       return true;
     }
   }
-  if (!unsettled) return false;
-  for (size_t k = 0; k < n; ++k) {
-    Subscription* sub = members[(start + k) % n];
-    if (!sub->settled() && take(sub)) return true;
+  for (Subscription* sub : deferred) {
+    if (take(sub)) return true;
   }
   return false;
 }
@@ -112,13 +117,13 @@ bool TryInTurn(Subscription* const* members, size_t n, size_t start, Take take) 
 // the next member in order does, as nats-server does. Returns true if
 // someone got it. `eligible(sub)` filters; `take(sub)` delivers.
 template <typename Eligible, typename Take>
-bool PickGroupMember(const MatchResult::Group& group, Eligible eligible, Take take) {
+bool PickGroupMember(const MatchResult::Group& group, std::string_view origin, Eligible eligible, Take take) {
   if (group.total_weight == 0) return false;
   const uint64_t x = t_random.Below(group.total_weight);
   const size_t start = static_cast<size_t>(
       std::upper_bound(group.cumulative_weight.begin(), group.cumulative_weight.end(), x) -
       group.cumulative_weight.begin());
-  return TryInTurn(group.members.data(), group.members.size(), start,
+  return TryInTurn(group.members.data(), group.members.size(), start, origin,
                    [&](Subscription* sub) { return eligible(sub) && take(sub); });
 }
 
@@ -150,7 +155,7 @@ void DeliverToLocalMember(IoWorker* worker, const MatchResult::Group& group, pro
       --k;
     }
   }
-  TryInTurn(group.members.data(), n, start,
+  TryInTurn(group.members.data(), n, start, msg.origin,
             [&](Subscription* sub) { return !sub->closed() && Deliver(worker, sub, frame, msg, nullptr); });
 }
 
@@ -175,7 +180,7 @@ bool Router::PublishFromClient(IoWorker* worker, DeliveryEndpoint* source, bool 
   }
   for (const MatchResult::Group& group : result->groups) {
     delivered |= PickGroupMember(
-        group,
+        group, msg.origin,
         [source, echo, to_peers](Subscription* sub) {
           return Eligible(sub, source, echo) && (to_peers || !sub->remote());
         },

@@ -49,6 +49,13 @@ class DeliveryEndpoint {
   // `consumer` behind; this client pauses after the current message.
   virtual void PushBackOn(Connection* consumer) = 0;
 
+  // Any thread, for `sub`, our queue member that is not settled (a planned
+  // move's; Subscription::MoveState): may it take a queue message from
+  // `origin` ("" = this node) in its turn, like a settled member? Only
+  // once `origin` picks with it counted. (It takes one anyway when no
+  // other member can.)
+  virtual bool TakesQueueTurn(const Subscription& sub, std::string_view origin) const = 0;
+
  protected:
   ~DeliveryEndpoint() = default;
 };

@@ -51,6 +51,12 @@ class Subscription {
   MoveState move_state() const { return move_state_.load(std::memory_order_acquire); }
   void set_move_state(MoveState state) { move_state_.store(state, std::memory_order_release); }
   bool settled() const { return move_state() == MoveState::kSettled; }
+  // Latent -> settled; a member released meanwhile (its client moves on)
+  // stays released.
+  void SettleIfLatent() {
+    MoveState latent = MoveState::kLatent;
+    move_state_.compare_exchange_strong(latent, MoveState::kSettled, std::memory_order_acq_rel);
+  }
 
   // Queue members this entry stands for: 1 for a client, the member count on
   // the announcing node for remote interest. Changed only by re-inserting.

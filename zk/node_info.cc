@@ -19,6 +19,7 @@ std::string EncodeNodeInfo(const NodeInfo& node) {
       {"incarnation", node.incarnation},
   };
   if (node.moves) json["moves"] = true;
+  if (node.queue_switch) json["queue_switch"] = true;
   // `replace` instead of throwing: a field with invalid UTF-8 must not take
   // the node down; the id and URLs we write are ASCII anyway.
   return json.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
@@ -53,6 +54,9 @@ std::optional<NodeInfo> DecodeNodeInfo(std::string_view data) {
     node.incarnation = it->get<uint64_t>();
   }
   if (auto it = json.find("moves"); it != json.end() && it->is_boolean()) node.moves = it->get<bool>();
+  if (auto it = json.find("queue_switch"); it != json.end() && it->is_boolean()) {
+    node.queue_switch = it->get<bool>();
+  }
   return node;
 }
 

@@ -34,6 +34,9 @@ struct NodeInfo {
   // The node takes part in planned client moves (CUT/MARK peer frames);
   // nodes send those frames only to nodes that announce it.
   bool moves = false;
+  // It also takes QUEUE_SWITCH frames (docs/design-lossless-moves.md,
+  // "Queue groups"); a node of the release before does not.
+  bool queue_switch = false;
 
   bool operator==(const NodeInfo&) const = default;
 };

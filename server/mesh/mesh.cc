@@ -113,7 +113,7 @@ void Mesh::HandleMembers(const std::vector<zk::NodeInfo>& members) {
       LOG(INFO) << "mesh " << options_.node_id << ": node " << m.id << " is live (client " << m.client_url << ", peer " << m.peer_url << ")";
     }
     p.info = m;
-    if (p.active) p.active->set_takes_move_frames(m.moves);
+    if (p.active) p.active->set_takes_move_frames(m.moves, m.queue_switch);
     p.member = true;
     p.unregistered_since_ms = 0;
     p.leaving_until_ms = 0;
@@ -286,7 +286,7 @@ void Mesh::HandleAuthenticated(RefPtr<PeerLink> link) {
               << " (one link per pair: the one dialled by the smaller node id)";
     p.retiring.push_back(p.active);
   }
-  link->set_takes_move_frames(p.info.id.empty() || p.info.moves);
+  link->set_takes_move_frames(p.info.id.empty() || p.info.moves, p.info.id.empty() || p.info.queue_switch);
   p.active = link;
   p.synced = false;
   p.backoff.Reset();
@@ -350,6 +350,7 @@ void Mesh::MaybeFinishJoin(bool timed_out) {
   self.version = options_.version;
   self.started_ms = ctx_->started_unix_ms;
   self.moves = true;
+  self.queue_switch = true;
   self.incarnation = options_.incarnation;
   registry_->Register(self, [this](bool ok, const std::string& error) {
     if (!ok) {

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "proto/peer_protocol.h"
 #include "server/event_loop.h"
 
 namespace zmesh::server::mesh {
@@ -48,18 +49,66 @@ void MoveTable::CutMade(uint64_t token, const std::vector<std::string>& peers) {
     const bool by_self = f.Mark("");
     return f.Expect(peers) || by_self;
   });
+  SettleSwitched(&token);
 }
 
 void MoveTable::OriginGone(std::string_view origin) {
-  Apply(nullptr, [origin](MoveFilter& f) {
-    const bool marked = f.Mark(origin);
-    return f.Acknowledge(origin) || marked;
-  });
+  Apply(nullptr, [origin](MoveFilter& f) { return f.OriginGone(origin); });
+  SettleSwitched(nullptr);
 }
 
 void MoveTable::Settle(Latent& latent, const QueueKey& key) {
-  if (latent.node) latent.node->ReleaseLatent(std::get<1>(key), std::get<2>(key));
-  if (latent.local) latent.local->set_move_state(Subscription::MoveState::kSettled);
+  const auto& [token, subject, queue] = key;
+  if (latent.node) {
+    // Every message we forward to the node after this frame was picked with
+    // its member counted; each publisher's earlier ones were not (its later
+    // picks cannot go to the old end's member: its release is applied).
+    latent.node->ReleaseLatent(subject, queue);
+    std::string frame;
+    proto::peer::EncodeQueueSwitch(token, subject, queue, &frame);
+    latent.node->SendQueueSwitch(frame);
+  }
+  if (latent.local && !QueueSwitched(token, "", subject, queue)) latent.local->SettleIfLatent();
+}
+
+MoveFilter* MoveTable::IncomingLocked(uint64_t token) const {
+  auto [begin, end] = moves_.equal_range(token);
+  for (auto it = begin; it != end; ++it) {
+    if (it->second.filter->side() == MoveFilter::Side::kIncoming) return it->second.filter.get();
+  }
+  return nullptr;
+}
+
+bool MoveTable::QueueSwitched(uint64_t token, std::string_view origin, std::string_view subject,
+                              std::string_view queue) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Only for a member of ours that waits: what a peer sends grows nothing.
+    if (switching_.find(QueueKey(token, std::string(subject), std::string(queue))) == switching_.end()) return false;
+    if (MoveFilter* filter = IncomingLocked(token)) filter->QueueSwitch(origin, subject, queue);
+  }
+  SettleSwitched(&token);
+  return true;
+}
+
+void MoveTable::SettleSwitched(const uint64_t* token) {
+  std::vector<RefPtr<Subscription>> settled;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = token ? switching_.lower_bound(QueueKey(*token, std::string(), std::string())) : switching_.begin();
+    while (it != switching_.end() && (!token || std::get<0>(it->first) == *token)) {
+      const auto& [move, subject, queue] = it->first;
+      const MoveFilter* filter = IncomingLocked(move);
+      // No filter: the connection is gone or moves on; nothing to wait for.
+      if (filter != nullptr && !filter->QueueSwitchComplete(subject, queue)) {
+        ++it;
+        continue;
+      }
+      settled.push_back(std::move(it->second.member));
+      it = switching_.erase(it);
+    }
+  }
+  for (auto& member : settled) member->SettleIfLatent();
 }
 
 void MoveTable::QueueLatent(uint64_t token, RefPtr<PeerNode> node, std::string_view subject, std::string_view queue,
@@ -103,6 +152,12 @@ void MoveTable::QueueReleased(uint64_t token, std::string_view subject, std::str
 void MoveTable::QueueMemberLatent(uint64_t token, Subscription* member) {
   member->set_move_state(Subscription::MoveState::kLatent);
   QueueKey key(token, member->subject(), member->queue());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Bounded like the other tables: beyond it the member is ordered by
+    // this node's release alone.
+    if (switching_.size() < kMaxQueueEntries) switching_.emplace(key, Switching{RefPtr<Subscription>(member), MonotonicMs()});
+  }
   Latent latent{RefPtr<PeerNode>(), RefPtr<Subscription>(member), MonotonicMs()};
   if (Hold(key, latent)) return;
   Settle(latent, key);
@@ -116,6 +171,11 @@ void MoveTable::QueueMemberReleased(uint64_t token, Subscription* member) {
 size_t MoveTable::latent_queue_members() const {
   std::lock_guard<std::mutex> lock(mu_);
   return latent_.size();
+}
+
+size_t MoveTable::switching_queue_members() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return switching_.size();
 }
 
 size_t MoveTable::early_queue_releases() const {
@@ -142,6 +202,21 @@ int MoveTable::Expire(int64_t now_ms, int64_t timeout_ms) {
     }
   }
   for (auto& [latent, key] : stale) Settle(latent, key);
+  // A node that never switched (its release or our member's latent change
+  // never reached it): our member takes its turn for everyone from now on.
+  std::vector<RefPtr<Subscription>> waited;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = switching_.begin(); it != switching_.end();) {
+      if (now_ms - it->second.since_ms < timeout_ms) {
+        ++it;
+        continue;
+      }
+      waited.push_back(std::move(it->second.member));
+      it = switching_.erase(it);
+    }
+  }
+  for (auto& member : waited) member->SettleIfLatent();
   int expired = 0;
   Apply(nullptr, [now_ms, timeout_ms, &expired](MoveFilter& f) {
     if (now_ms - f.started_ms() < timeout_ms || f.complete()) return false;

@@ -14,7 +14,10 @@
 // until the old end's member is gone here (QUEUE_MOVE RELEASE). So at
 // every node all picks of the old member come before all picks of the new
 // one, and the client, handing over the old stream first, keeps each
-// publisher's order.
+// publisher's order. A node picks a node, not a member, so it tells the new
+// end where in its stream it began counting the new member (QUEUE_SWITCH);
+// the new end gives that member a node's messages in its turn only from
+// there on, and settles it once every node has switched.
 //
 // Threading: any thread; one mutex. Completion callbacks run outside it,
 // on the thread whose call completed the move.
@@ -63,6 +66,10 @@ class MoveTable final : public MoveCoordinator {
                    int64_t now_ms);
   // The old end's member of (subject, queue) for `token` is gone here.
   void QueueReleased(uint64_t token, std::string_view subject, std::string_view queue, int64_t now_ms);
+  // `origin` counts our latent member of (subject, queue) for `token` in
+  // its picks from this point of its stream on (its QUEUE_SWITCH, on its
+  // link's thread; "" is this node). False if no such member waits here.
+  bool QueueSwitched(uint64_t token, std::string_view origin, std::string_view subject, std::string_view queue);
   // MoveCoordinator, for this node's own members.
   void QueueMemberLatent(uint64_t token, Subscription* member) override;
   void QueueMemberReleased(uint64_t token, Subscription* member) override;
@@ -72,6 +79,8 @@ class MoveTable final : public MoveCoordinator {
 
   size_t size() const;
   size_t latent_queue_members() const;
+  // Our new ends' members still waiting for some node's switch.
+  size_t switching_queue_members() const;
   size_t early_queue_releases() const;
 
  private:
@@ -95,13 +104,27 @@ class MoveTable final : public MoveCoordinator {
     RefPtr<Subscription> local;  // one of our clients'
     int64_t since_ms = 0;
   };
-  static void Settle(Latent& latent, const QueueKey& key);
+  // The latent member counts here from now on: a peer's in our picks (and
+  // we tell the peer where, QUEUE_SWITCH), ours in our own.
+  void Settle(Latent& latent, const QueueKey& key);
+  // Settles our new ends' members (of `token`, or all) that every node has
+  // switched to, or whose connection has no move any more.
+  void SettleSwitched(const uint64_t* token);
+  // Our new end's filter for `token`; under mu_.
+  MoveFilter* IncomingLocked(uint64_t token) const;
   // Keeps `latent` until its release; false when it must settle now (its
   // release came first, or the table is full).
   bool Hold(QueueKey& key, Latent& latent);
   static constexpr size_t kMaxQueueEntries = 65536;
   std::multimap<QueueKey, Latent> latent_;
   std::multimap<QueueKey, int64_t> released_early_;
+  // Our new ends' members past their own release here, waiting for the
+  // other nodes' switches (at most one entry per latent member).
+  struct Switching {
+    RefPtr<Subscription> member;
+    int64_t since_ms = 0;
+  };
+  std::multimap<QueueKey, Switching> switching_;
 };
 
 }  // namespace zmesh::server::mesh

@@ -280,6 +280,11 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       if (moves_ != nullptr) moves_->Mark(f.move_token, peer_node_id_);
       delegate_->OnMoveCut(this, f.move_token);
       return;
+    case peer::FrameType::kQueueSwitch:
+      // In stream order, like CUT: the peer's queue messages before this
+      // frame were chosen for our other members of the group.
+      if (moves_ != nullptr) moves_->QueueSwitched(f.move_token, peer_node_id_, f.interest.subject, f.interest.queue);
+      return;
     case peer::FrameType::kMark:
       // The peer has read our CUT (its own CUT came first on this link).
       if (moves_ != nullptr) moves_->Acknowledged(f.move_token, peer_node_id_);

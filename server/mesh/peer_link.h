@@ -95,8 +95,14 @@ class PeerLink : public Connection {
   // Whether the peer takes planned-move frames (its znode says "moves"; a
   // joiner not registered yet is assumed to). Set by the mesh, read by
   // LocalInterest on any thread.
+  // QUEUE_SWITCH came a release later than the other move frames: a peer
+  // may take those and not it.
   bool takes_move_frames() const { return takes_move_frames_.load(std::memory_order_relaxed); }
-  void set_takes_move_frames(bool takes) { takes_move_frames_.store(takes, std::memory_order_relaxed); }
+  bool takes_queue_switch() const { return takes_queue_switch_.load(std::memory_order_relaxed); }
+  void set_takes_move_frames(bool moves, bool queue_switch) {
+    takes_move_frames_.store(moves, std::memory_order_relaxed);
+    takes_queue_switch_.store(moves && queue_switch, std::memory_order_relaxed);
+  }
 
   // --- owner thread, posted by the mesh ---
   // Becomes `node`'s link: takes over from its previous link (which retires),
@@ -172,6 +178,7 @@ class PeerLink : public Connection {
   bool synced_ = false;
   bool resync_requested_ = false;
   std::atomic<bool> takes_move_frames_{true};
+  std::atomic<bool> takes_queue_switch_{true};
   bool in_snapshot_ = false;  // between the peer's SYNC_BEGIN and SYNC_END
   bool sending_snapshot_ = false;  // ours is still streaming to the peer
   uint64_t applied_seq_ = 0;  // the peer's interest changes applied up to

@@ -58,6 +58,12 @@ bool PeerNode::SendOnLink(std::string_view frame) {
   return link_ != nullptr && link_->Enqueue(&frame, 1, 0, false, CloseReason::kPeerResync);
 }
 
+bool PeerNode::SendQueueSwitch(std::string_view frame) {
+  std::lock_guard<std::mutex> lock(link_mu_);
+  return link_ != nullptr && link_->takes_queue_switch() &&
+         link_->Enqueue(&frame, 1, 0, false, CloseReason::kPeerResync);
+}
+
 RefPtr<PeerLink> PeerNode::SwapLink(PeerLink* link) {
   std::lock_guard<std::mutex> interest_lock(interest_mu_);
   std::lock_guard<std::mutex> link_lock(link_mu_);

@@ -62,6 +62,8 @@ class PeerNode : public SubscriberEndpoint, public PeerForwarder {
   // Any thread: appends `frame` to the active link in the order of
   // forwarded messages (a cut's CUT frame). False without a link.
   bool SendOnLink(std::string_view frame);
+  // The same for a QUEUE_SWITCH, if the link's peer takes it.
+  bool SendQueueSwitch(std::string_view frame);
 
   // Makes `link` the active link; returns the one it replaces. Any thread.
   RefPtr<PeerLink> SwapLink(PeerLink* link);

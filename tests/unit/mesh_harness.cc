@@ -34,6 +34,7 @@ zk::NodeInfo ScriptedNode::Info() const {
   info.version = "test";
   info.incarnation = incarnation;
   info.moves = moves;
+  info.queue_switch = queue_switch;
   return info;
 }
 
@@ -200,6 +201,8 @@ std::optional<DecodedFrame> WaitDecoded(ScriptedPeer& p, peer::FrameType type) {
   out.drain_ms = frame.leaving.drain_ms;
   out.reason = std::string(frame.reason);
   out.move_token = frame.move_token;
+  out.subject = std::string(frame.interest.subject);
+  out.queue = std::string(frame.interest.queue);
   return out;
 }
 

@@ -40,6 +40,7 @@ struct ScriptedNode {
   std::string id;
   uint64_t incarnation = 0;
   bool moves = false;  // its znode says "moves": planned-move frames go to it
+  bool queue_switch = false;  // ... and "queue_switch": QUEUE_SWITCH too
   zmesh::testing::ScriptedListener listener;
 
   zk::NodeInfo Info() const;
@@ -51,7 +52,9 @@ struct DecodedFrame {
   uint64_t incarnation = 0;  // HELLO
   uint64_t drain_ms = 0;     // LEAVING
   std::string reason;        // REFUSE
-  uint64_t move_token = 0;   // CUT, MARK
+  uint64_t move_token = 0;   // CUT, MARK, QUEUE_SWITCH
+  std::string subject;       // INTEREST, QUEUE_MOVE, QUEUE_SWITCH
+  std::string queue;
 };
 
 class MeshHarness {

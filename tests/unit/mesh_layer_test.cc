@@ -383,5 +383,65 @@ TEST_F(MeshTest, ACutIsAnsweredWithThisNodesOwnCutThenAMarkAndCutOnlyOnce) {
   }
 }
 
+// Whether `p` receives a frame of `type` before the PONG of a PING sent
+// now, i.e. whether the node sent one before it read the PING. nullopt if
+// no PONG came.
+std::optional<bool> SentBeforePong(ScriptedPeer& p, FrameType type) {
+  if (!SendEmpty(p, FrameType::kPing)) return std::nullopt;
+  bool seen = false;
+  std::string body;
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < until) {
+    const int t = p.ReadFrame(&body, 100ms);
+    if (t == static_cast<int>(FrameType::kPong)) return seen;
+    seen |= t == static_cast<int>(type);
+  }
+  return std::nullopt;
+}
+
+// A node picks a *node* for a queue message. When a moving client's old
+// member (on n7) is released here, this node starts counting the new one
+// (on n8) in its picks, and tells n8 where in its stream that happened, so
+// that n8 gives the client's new member only messages picked after it.
+TEST_F(MeshTest, AQueueMembersReleaseIsToldToItsNewEndAsAQueueSwitch) {
+  StartAlone();
+  ScriptedNode& n7 = Node("n7", 77);
+  ScriptedNode& n8 = Node("n8", 88);
+  ScriptedNode& n9 = Node("n9", 99);
+  n7.moves = n8.moves = n9.moves = true;
+  n7.queue_switch = n8.queue_switch = true;  // n9 runs the release before QUEUE_SWITCH
+  std::unique_ptr<ScriptedPeer> p7 = Link(n7);
+  std::unique_ptr<ScriptedPeer> p8 = Link(n8);
+  std::unique_ptr<ScriptedPeer> p9 = Link(n9);
+  ASSERT_TRUE(p7 && p8 && p9);
+  constexpr uint64_t kToken = 0x0102030405060708ull, kOtherToken = 0x0a0b0c0d0e0f0102ull;
+  std::string frames;
+  proto::peer::EncodeInterest({"jobs", "workers", 1, 1}, &frames);
+  proto::peer::EncodeInterest({"jobs", "others", 1, 2}, &frames);
+  ASSERT_TRUE(p7->Send(frames));
+  frames.clear();
+  proto::peer::EncodeQueueMove({"jobs", "workers", 1, 1}, kToken, proto::peer::QueueMoveKind::kLatent, &frames);
+  ASSERT_TRUE(p8->Send(frames));
+  frames.clear();
+  proto::peer::EncodeQueueMove({"jobs", "others", 1, 1}, kOtherToken, proto::peer::QueueMoveKind::kLatent, &frames);
+  ASSERT_TRUE(p9->Send(frames));
+  EXPECT_EQ(SentBeforePong(*p8, FrameType::kQueueSwitch), false) << "switched before the old member's release";
+  ASSERT_TRUE(PingPong(*p7));
+  ASSERT_TRUE(PingPong(*p9));
+
+  frames.clear();
+  proto::peer::EncodeQueueMove({"jobs", "workers", 0, 3}, kToken, proto::peer::QueueMoveKind::kRelease, &frames);
+  proto::peer::EncodeQueueMove({"jobs", "others", 0, 4}, kOtherToken, proto::peer::QueueMoveKind::kRelease, &frames);
+  ASSERT_TRUE(p7->Send(frames));
+  std::optional<DecodedFrame> sw = WaitDecoded(*p8, FrameType::kQueueSwitch);
+  ASSERT_TRUE(sw.has_value()) << "the new end never heard where this node switched";
+  EXPECT_EQ(sw->move_token, kToken);
+  EXPECT_EQ(sw->subject, "jobs");
+  EXPECT_EQ(sw->queue, "workers");
+  EXPECT_EQ(SentBeforePong(*p7, FrameType::kQueueSwitch), false) << "the old end was sent a switch";
+  EXPECT_EQ(SentBeforePong(*p9, FrameType::kQueueSwitch), false)
+      << "a node without \"queue_switch\" (it would reset the link) was sent one";
+}
+
 }  // namespace
 }  // namespace zmesh::server::mesh::testing

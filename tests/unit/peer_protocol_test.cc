@@ -33,6 +33,11 @@ std::string AllFrames() {
   EncodeEmpty(FrameType::kRetire, &out);
   EncodeInterestAck(0xfedcba9876543210ull, &out);
   EncodeDigest(FrameType::kDigest, {5, 6, 99}, &out);  // DIGEST carries no seq
+  EncodeMoveFrame(FrameType::kCut, 0x0102030405060708ull, &out);
+  EncodeMoveFrame(FrameType::kMark, 3, &out);
+  EncodeLoad(17, &out);
+  EncodeQueueMove({"jobs", "w", 2, 10}, 0xabcdull, QueueMoveKind::kRelease, &out);
+  EncodeQueueSwitch(0xabcdull, "jobs.>", "w", &out);
   return out;
 }
 
@@ -70,6 +75,20 @@ std::vector<std::string> Decode(const std::vector<std::string>& chunks, size_t l
         case FrameType::kInterestAck:
           d += std::to_string(f.ack_seq);
           break;
+        case FrameType::kCut:
+        case FrameType::kMark:
+          d += std::to_string(f.move_token);
+          break;
+        case FrameType::kLoad:
+          d += std::to_string(f.load_clients);
+          break;
+        case FrameType::kQueueMove:
+        case FrameType::kQueueSwitch:
+          d += std::string(f.interest.subject) + "|" + std::string(f.interest.queue) + "|" +
+               std::to_string(f.interest.count) + "#" + std::to_string(f.interest.seq) + "@" +
+               std::to_string(f.move_token) +
+               (f.type == FrameType::kQueueMove ? "/" + std::to_string(static_cast<int>(f.queue_move)) : "");
+          break;
         case FrameType::kMsg:
         case FrameType::kMsgQueues:
           d += std::string(f.msg.subject) + "|" + std::string(f.msg.reply) + "|" +
@@ -89,7 +108,7 @@ std::vector<std::string> Decode(const std::vector<std::string>& chunks, size_t l
 TEST(PeerProtocolTest, RoundTripAtEverySplit) {
   const std::string all = AllFrames();
   const auto whole = Decode({all});
-  ASSERT_EQ(whole.size(), 12u);
+  ASSERT_EQ(whole.size(), 17u);
   EXPECT_EQ(whole[0], "1node-a/42/127.0.0.1:6222/nats://127.0.0.1:4222");
   EXPECT_EQ(whole[1], "5node id taken");
   EXPECT_EQ(whole[3], "16foo.*||1#7");
@@ -97,6 +116,11 @@ TEST(PeerProtocolTest, RoundTripAtEverySplit) {
   EXPECT_EQ(whole[6], "18" + std::to_string(0x1234) + "/2#9");
   EXPECT_EQ(whole[10], "21" + std::to_string(0xfedcba9876543210ull));
   EXPECT_EQ(whole[11], "195/6#0");
+  EXPECT_EQ(whole[12], "50" + std::to_string(0x0102030405060708ull));
+  EXPECT_EQ(whole[13], "513");
+  EXPECT_EQ(whole[14], "5217");
+  EXPECT_EQ(whole[15], "53jobs|w|2#10@" + std::to_string(0xabcd) + "/2");
+  EXPECT_EQ(whole[16], "54jobs.>|w|0#0@" + std::to_string(0xabcd));
   EXPECT_EQ(whole[7], "32foo.bar|_INBOX.1|12|g,h,|NATS/1.0\r\n\r\nbody");
   EXPECT_EQ(whole[8], "32x||-1||");
   for (size_t i = 1; i < all.size(); ++i) {
@@ -131,6 +155,13 @@ TEST(PeerProtocolTest, MalformedFramesAreErrors) {
   EncodeHello({kProtocolVersion, "", 1, "", ""}, &empty_id);
   EXPECT_EQ(Decode({empty_id}).back(), "ERROR");
   EXPECT_EQ(Decode({frame(0x02, std::string("\x20\x00", 2) + std::string(32, 'm'))}).back(), "ERROR");  // v1 AUTH
+  std::string no_subject;
+  EncodeQueueSwitch(1, "", "w", &no_subject);
+  EXPECT_EQ(Decode({no_subject}).back(), "ERROR");
+  std::string short_switch;
+  EncodeQueueSwitch(1, "jobs", "w", &short_switch);
+  short_switch[0] = static_cast<char>(short_switch[0] - 1);  // one byte short of its queue name
+  EXPECT_EQ(Decode({short_switch.substr(0, short_switch.size() - 1)}).back(), "ERROR");
 }
 
 // A version-1 HELLO (nonce, then AUTH) still decodes as far as its version,
@@ -196,6 +227,27 @@ TEST(PeerValidationTest, InterestCarriesOnlyValidSubjectsAndGroups) {
   EXPECT_TRUE(IsAnnounceable("a.b", ""));
   EXPECT_FALSE(IsAnnounceable("a.b", "has space"));
   EXPECT_FALSE(IsAnnounceable(std::string(kMaxStringBytes + 1, 'a'), ""));
+}
+
+TEST(PeerValidationTest, QueueMoveFramesNameAValidGroup) {
+  std::string why;
+  Frame sw;
+  sw.type = FrameType::kQueueSwitch;
+  sw.interest.subject = "jobs.*";
+  sw.interest.queue = "workers";
+  EXPECT_TRUE(ValidateFrame(sw, &why)) << why;
+  sw.interest.queue = "";
+  EXPECT_FALSE(ValidateFrame(sw, &why)) << "a switch to no queue group";
+  sw.interest.queue = "w x";
+  EXPECT_FALSE(ValidateFrame(sw, &why));
+  sw.interest.queue = "workers";
+  sw.interest.subject = "a.>.b";
+  EXPECT_FALSE(ValidateFrame(sw, &why));
+  Frame move = sw;
+  move.type = FrameType::kQueueMove;
+  move.interest.subject = "jobs";
+  move.interest.queue = "";
+  EXPECT_FALSE(ValidateFrame(move, &why)) << "a queue move of a plain subscription";
 }
 
 TEST(PeerValidationTest, HelloIdsAndAddressesHaveNoControlCharacters) {

@@ -140,6 +140,76 @@ TEST(MoveTableTest, AReleaseBeforeItsLatentMemberAndATimeoutSettleIt) {
   late->Unref();
 }
 
+// The new end records, per group, the nodes that count its member in their
+// picks; its member takes its turn for a node's messages only from there on.
+TEST(MoveFilterTest, TheNewEndsQueueMemberTakesEachNodesTurnFromItsSwitchOn) {
+  MoveFilter f(Side::kIncoming, 7, 0);
+  EXPECT_FALSE(f.QueueSwitched("n1", "jobs", "workers"));
+  f.QueueSwitch("n1", "jobs", "workers");
+  EXPECT_TRUE(f.QueueSwitched("n1", "jobs", "workers"));
+  EXPECT_FALSE(f.QueueSwitched("n2", "jobs", "workers")) << "one node's switch let another's messages in";
+  EXPECT_FALSE(f.QueueSwitched("n1", "jobs", "others")) << "one group's switch let another's messages in";
+  EXPECT_FALSE(f.QueueSwitchComplete("jobs", "workers")) << "complete before this node cut";
+  f.Expect({"n1", "n2"});
+  EXPECT_FALSE(f.QueueSwitchComplete("jobs", "workers"));
+  f.QueueSwitch("", "jobs", "workers");
+  EXPECT_FALSE(f.QueueSwitchComplete("jobs", "workers")) << "complete without n2";
+  f.OriginGone("n2");
+  EXPECT_TRUE(f.QueueSwitched("n2", "jobs", "workers")) << "nothing more comes from a node whose link is gone";
+  EXPECT_TRUE(f.QueueSwitchComplete("jobs", "workers"));
+  EXPECT_FALSE(f.QueueSwitchComplete("jobs", "others"));
+}
+
+// At the new end a moving client's member waits for this node's release
+// (origin "") and for the switch of every node this node cut to; until then
+// it takes each node's turn only after that node's switch.
+TEST(MoveTableTest, ANewEndsQueueMemberSettlesOnceEveryNodeHasSwitched) {
+  FakeEndpoint owner;
+  mesh::MoveTable table([](uint64_t) {});
+  auto in = std::make_shared<MoveFilter>(Side::kIncoming, 7, MonotonicMs());
+  table.MoveIn(in);
+  auto* fresh = new Subscription(&owner, "jobs", "workers", "1", false);
+  table.QueueMemberLatent(7, fresh);
+  table.CutMade(7, {"n1", "n2"});
+  EXPECT_FALSE(table.QueueSwitched(7, "n1", "jobs", "others")) << "a switch for a group with no member waiting";
+  EXPECT_FALSE(table.QueueSwitched(8, "n1", "jobs", "workers")) << "a switch for another move";
+  EXPECT_TRUE(table.QueueSwitched(7, "n1", "jobs", "workers"));
+  EXPECT_TRUE(in->QueueSwitched("n1", "jobs", "workers"));
+  EXPECT_FALSE(fresh->settled());
+  table.QueueReleased(7, "jobs", "workers", 0);  // the old end's member is gone here
+  EXPECT_TRUE(in->QueueSwitched("", "jobs", "workers")) << "this node's own picks did not switch";
+  EXPECT_FALSE(fresh->settled()) << "settled before n2 switched";
+  EXPECT_EQ(table.switching_queue_members(), 1u);
+  table.QueueSwitched(7, "n2", "jobs", "workers");
+  EXPECT_TRUE(fresh->settled());
+  EXPECT_EQ(table.switching_queue_members(), 0u);
+  EXPECT_FALSE(table.QueueSwitched(7, "n2", "jobs", "workers")) << "a settled member still waits";
+  fresh->Unref();
+}
+
+TEST(MoveTableTest, ANodeThatNeverSwitchesIsWaitedForOnlyUntilTheMoveTimesOut) {
+  FakeEndpoint owner;
+  mesh::MoveTable table([](uint64_t) {});
+  auto in = std::make_shared<MoveFilter>(Side::kIncoming, 7, MonotonicMs());
+  table.MoveIn(in);
+  auto* fresh = new Subscription(&owner, "jobs", "workers", "1", false);
+  table.QueueMemberLatent(7, fresh);
+  table.CutMade(7, {"n1"});
+  table.QueueReleased(7, "jobs", "workers", 0);
+  EXPECT_FALSE(fresh->settled());
+  table.Expire(MonotonicMs() + 100000, 1000);
+  EXPECT_TRUE(fresh->settled());
+  EXPECT_EQ(table.switching_queue_members(), 0u);
+  // A member released meanwhile (its client moves on) stays released.
+  auto* leaving = new Subscription(&owner, "jobs", "workers", "2", false);
+  table.QueueMemberLatent(7, leaving);
+  table.QueueMemberReleased(9, leaving);
+  table.Expire(MonotonicMs() + 100000, 1000);
+  EXPECT_EQ(leaving->move_state(), Subscription::MoveState::kReleased);
+  fresh->Unref();
+  leaving->Unref();
+}
+
 // A peer sending RELEASE frames for moves that do not exist (or LATENT ones
 // that are never released) fills nothing beyond a bound.
 TEST(MoveTableTest, QueueMoveFramesFromAFloodingPeerStayBounded) {

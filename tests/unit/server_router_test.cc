@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,9 +42,13 @@ class FakeClient : public SubscriberEndpoint, public DeliveryEndpoint {
     return accepts;
   }
   void PushBackOn(Connection*) override { ++pushbacks; }
+  bool TakesQueueTurn(const Subscription& sub, std::string_view origin) const override {
+    return switched.count({sub.sid(), std::string(origin)}) > 0;
+  }
 
   std::vector<std::string> received;
   std::map<std::string, int> by_sid;
+  std::set<std::pair<std::string, std::string>> switched;  // (sid, origin) a moving member takes turns for
   bool accepts = true;  // false: a consumer that refuses (over its limit)
   int pushbacks = 0;
 
@@ -308,6 +313,42 @@ TEST_F(RouterTest, APeersMessageReachesLocalSubscribersOnlyAndNamedGroups) {
   router_.PublishFromPeer(worker_.get(), msg, {"shipping"}, /*to_plain=*/false);
   EXPECT_EQ(local->received.size(), 1u);
   EXPECT_EQ(other_group->received.size(), 1u);
+}
+
+
+// A moving client's new queue member on this node takes a node's messages
+// in its turn only once that node switched to it (QUEUE_SWITCH): what a node
+// chose this node for before was meant for the other members here. It still
+// takes one when no other member can, so nothing is dropped.
+TEST_F(RouterTest, AMovingMemberTakesAPeersQueueMessagesInItsTurnOnlyAfterThatPeersSwitch) {
+  FakeClient* settled = NewClient();
+  FakeClient* moving = NewClient();
+  Sub(settled, "jobs.run", "s", "workers");
+  Subscription* fresh = Sub(moving, "jobs.run", "m", "workers");
+  fresh->set_move_state(Subscription::MoveState::kLatent);
+  moving->switched.insert({"m", "n2"});
+
+  auto from = [&](std::string_view origin, int count) {
+    const Message msg{"jobs.run", "", "x", -1, origin};
+    for (int i = 0; i < count; ++i) router_.PublishFromPeer(worker_.get(), msg, {"workers"});
+  };
+  from("n1", 200);
+  EXPECT_EQ(settled->received.size(), 200u);
+  EXPECT_TRUE(moving->received.empty()) << "a message n1 picked before its switch reached the new member";
+  from("n2", 200);  // P(a uniform pick never takes it) = 2^-200
+  EXPECT_GT(moving->received.size(), 0u) << "n2 switched, yet the new member never took its turn";
+  EXPECT_EQ(settled->received.size() + moving->received.size(), 400u);
+
+  const size_t before = moving->received.size();
+  settled->accepts = false;  // no other member can take it: the moving one does
+  from("n1", 1);
+  EXPECT_EQ(moving->received.size(), before + 1);
+
+  // Our own publishers: this node switched once the old member was released here.
+  settled->accepts = true;
+  FakeClient* publisher = NewClient();
+  for (int i = 0; i < 100; ++i) Publish(publisher, "jobs.run");
+  EXPECT_EQ(moving->received.size(), before + 1) << "this node's own picks went to the new member early";
 }
 
 }  // namespace

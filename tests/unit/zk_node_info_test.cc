@@ -20,6 +20,24 @@ TEST(NodeInfoTest, RoundTrips) {
   EXPECT_EQ(*decoded, node);
 }
 
+// What a node takes part in: the release before QUEUE_SWITCH reads "moves"
+// and ignores "queue_switch"; a node that lacks either is sent neither.
+TEST(NodeInfoTest, MoveCapabilitiesRoundTripAndDefaultToAbsent) {
+  NodeInfo node = Sample();
+  node.moves = true;
+  node.queue_switch = true;
+  const std::string json = EncodeNodeInfo(node);
+  EXPECT_NE(json.find(R"("moves":true,"queue_switch":true)"), std::string::npos) << json;
+  std::optional<NodeInfo> decoded = DecodeNodeInfo(json);
+  ASSERT_TRUE(decoded.has_value());
+  EXPECT_TRUE(decoded->moves);
+  EXPECT_TRUE(decoded->queue_switch);
+  decoded = DecodeNodeInfo(R"({"id":"a","client_url":"nats://h:1","peer_url":"h:2","moves":true})");
+  ASSERT_TRUE(decoded.has_value());
+  EXPECT_TRUE(decoded->moves);
+  EXPECT_FALSE(decoded->queue_switch);
+}
+
 TEST(NodeInfoTest, UsesTheSpecFieldNamesInSpecOrder) {
   const std::string json = EncodeNodeInfo(Sample());
   EXPECT_EQ(json,
