@@ -104,6 +104,8 @@ void MoveTable::SettleSwitched(const uint64_t* token) {
         ++it;
         continue;
       }
+      VLOG(1) << "move " << std::hex << move << std::dec << ": queue member " << subject << " " << queue
+              << (filter ? " settled: every node switched to it" : " settled: its connection has no move now");
       settled.push_back(std::move(it->second.member));
       it = switching_.erase(it);
     }
