@@ -1,5 +1,6 @@
 #include "client/node_cache_writer.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace zmesh::client {
@@ -32,14 +33,35 @@ Status NodeCacheWriter::last_error() const {
 
 void NodeCacheWriter::Run() {
   std::unique_lock<std::mutex> lock(mu_);
+  // The newest list when its write failed (a full disk, a directory not
+  // there yet): written again after a backoff, unless a newer list comes
+  // first. Stopping gives up on it: the destructor waits for two writes at
+  // most.
+  std::optional<std::vector<CachedNode>> failed;
+  std::chrono::milliseconds backoff = kFirstRetry;
   for (;;) {
-    wake_.wait(lock, [this] { return stop_ || waiting_.has_value(); });
-    if (!waiting_) return;  // stopping, nothing left to write
+    if (failed) {
+      wake_.wait_for(lock, backoff, [this] { return stop_ || waiting_.has_value(); });
+      if (!waiting_) {
+        if (stop_) return;
+        waiting_ = std::move(failed);
+      }
+      failed.reset();
+      backoff = std::min(2 * backoff, kMaxRetry);
+    } else {
+      wake_.wait(lock, [this] { return stop_ || waiting_.has_value(); });
+      if (!waiting_) return;  // stopping, nothing left to write
+    }
     std::vector<CachedNode> nodes = std::move(*waiting_);
     waiting_.reset();
     lock.unlock();
     Status st = WriteNodeCache(path_, zk_connect_, zk_root_, nodes);
     lock.lock();
+    if (st.ok()) {
+      backoff = kFirstRetry;
+    } else {
+      failed = std::move(nodes);
+    }
     last_error_ = std::move(st);
   }
 }

@@ -6,7 +6,9 @@
 // is closed as a stale connection, losing what was in flight (seen in a
 // rolling restart while a build was writing to the same disk: 745 messages).
 // The latest list wins: one submitted while another is written replaces
-// any list still waiting.
+// any list still waiting. A failed write is tried again, 1 s later and
+// then at doubling intervals up to a minute, until it succeeds or a newer
+// list replaces it.
 //
 // Threading: Submit, last_error and the destructor on the owner's thread
 // (the client's I/O thread); the writes on a thread of its own, started by
@@ -14,6 +16,7 @@
 // one waiting, if any (bounded by two writes), so a closing client leaves
 // the newest list on disk.
 
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -35,10 +38,13 @@ class NodeCacheWriter {
   NodeCacheWriter& operator=(const NodeCacheWriter&) = delete;
 
   void Submit(std::vector<CachedNode> nodes);
-  // The last write's failure (Ok after a success).
+  // The last write's failure (Ok after a success, including a retry's).
   Status last_error() const;
 
  private:
+  static constexpr std::chrono::milliseconds kFirstRetry{1000};
+  static constexpr std::chrono::milliseconds kMaxRetry{60000};
+
   void Run();
 
   const std::string path_, zk_connect_, zk_root_;

@@ -61,7 +61,8 @@ class ClientConnection : public Connection, public DeliveryEndpoint {
   void PushBackOn(Connection* consumer) override {
     if (!pushback_) pushback_ = RefPtr<Connection>(consumer);
   }
-  // The new end of a move: `origin` has switched to `sub` (MoveFilter).
+  // A move's new end: `origin` has switched to `sub`; its old end: `origin`
+  // has not switched away from `sub` yet (MoveFilter::QueueSwitch).
   bool TakesQueueTurn(const Subscription& sub, std::string_view origin) const override;
   // Owner thread, from IoWorker: the stall is over; reading resumes, and the
   // input held back goes first.

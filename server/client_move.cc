@@ -153,10 +153,20 @@ uint64_t ClientConnection::QueueMoveToken(const Subscription& sub, bool subscrib
 }
 
 bool ClientConnection::TakesQueueTurn(const Subscription& sub, std::string_view origin) const {
-  if (sub.move_state() != Subscription::MoveState::kLatent) return false;  // released: the old end's
   const MoveFilter* filter = move_view_.load(std::memory_order_acquire);
-  return filter != nullptr && filter->side() == MoveFilter::Side::kIncoming &&
-         filter->QueueSwitched(origin, sub.subject(), sub.queue());
+  if (filter == nullptr) return false;
+  switch (sub.move_state()) {
+    case Subscription::MoveState::kLatent:  // the new end's: from each node's switch on
+      return filter->side() == MoveFilter::Side::kIncoming && filter->QueueSwitched(origin, sub.subject(), sub.queue());
+    case Subscription::MoveState::kReleased:
+      // The old end's: a node's messages up to its switch were picked with
+      // it counted; this node's own picks stopped counting it at once.
+      return !origin.empty() && filter->side() == MoveFilter::Side::kOutgoing &&
+             !filter->QueueSwitched(origin, sub.subject(), sub.queue());
+    case Subscription::MoveState::kSettled:
+      break;
+  }
+  return true;
 }
 
 bool ClientConnection::MoveAccepts(const Subscription* sub, const Message& msg) const {

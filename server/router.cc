@@ -83,8 +83,7 @@ class PeerTargets {
 };
 
 // Whether `sub` takes a queue message from `origin` in its turn: settled,
-// or a moving client's new member that `origin` already picks with (the old
-// member never: it is on its way out).
+// or a moving client's member that `origin` picked it with counted.
 bool InTurn(const Subscription* sub, std::string_view origin) {
   return sub->settled() || (!sub->remote() && sub->owner()->delivery()->TakesQueueTurn(*sub, origin));
 }

@@ -51,9 +51,10 @@ class DeliveryEndpoint {
 
   // Any thread, for `sub`, our queue member that is not settled (a planned
   // move's; Subscription::MoveState): may it take a queue message from
-  // `origin` ("" = this node) in its turn, like a settled member? Only
-  // once `origin` picks with it counted. (It takes one anyway when no
-  // other member can.)
+  // `origin` ("" = this node) in its turn, like a settled member? Only if
+  // `origin` picked it with `sub` counted: the new end's member once
+  // `origin` switched to it, the old end's until `origin` switched away.
+  // (It takes one anyway when no other member can.)
   virtual bool TakesQueueTurn(const Subscription& sub, std::string_view origin) const = 0;
 
  protected:

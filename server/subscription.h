@@ -42,11 +42,12 @@ class Subscription {
   void set_closed() { closed_.store(true, std::memory_order_release); }
 
   // A local queue member of a client in a planned move (server/mesh/
-  // move_table.h): the new end's member is latent until the old end's is
-  // released here, the old end's is released from then on. Picks prefer a
-  // settled member and take an unsettled one only when no other can take
-  // the message, so each node's picks go to the old member first and to
-  // the new one after, never back.
+  // move_table.h): the new end's member is latent until every node has
+  // switched its picks to it, the old end's is released from its own
+  // release on. An unsettled member takes a message in its turn only if
+  // the node that picked it counted it (DeliveryEndpoint::TakesQueueTurn),
+  // otherwise only when no other member can, so each node's picks go to
+  // the old member first and to the new one after, never back.
   enum class MoveState : uint8_t { kSettled, kLatent, kReleased };
   MoveState move_state() const { return move_state_.load(std::memory_order_acquire); }
   void set_move_state(MoveState state) { move_state_.store(state, std::memory_order_release); }

@@ -5,7 +5,6 @@
 #include <utility>
 #include <vector>
 
-#include "proto/peer_protocol.h"
 #include "server/event_loop.h"
 
 namespace zmesh::server::mesh {
@@ -64,17 +63,15 @@ void MoveTable::Settle(Latent& latent, const QueueKey& key) {
     // its member counted; each publisher's earlier ones were not (its later
     // picks cannot go to the old end's member: its release is applied).
     latent.node->ReleaseLatent(subject, queue);
-    std::string frame;
-    proto::peer::EncodeQueueSwitch(token, subject, queue, &frame);
-    latent.node->SendQueueSwitch(frame);
+    latent.node->SendQueueSwitch(token, subject, queue);
   }
   if (latent.local && !QueueSwitched(token, "", subject, queue)) latent.local->SettleIfLatent();
 }
 
-MoveFilter* MoveTable::IncomingLocked(uint64_t token) const {
+MoveFilter* MoveTable::FilterLocked(uint64_t token, MoveFilter::Side side) const {
   auto [begin, end] = moves_.equal_range(token);
   for (auto it = begin; it != end; ++it) {
-    if (it->second.filter->side() == MoveFilter::Side::kIncoming) return it->second.filter.get();
+    if (it->second.filter->side() == side) return it->second.filter.get();
   }
   return nullptr;
 }
@@ -83,9 +80,20 @@ bool MoveTable::QueueSwitched(uint64_t token, std::string_view origin, std::stri
                               std::string_view queue) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    // Only for a member of ours that waits: what a peer sends grows nothing.
-    if (switching_.find(QueueKey(token, std::string(subject), std::string(queue))) == switching_.end()) return false;
-    if (MoveFilter* filter = IncomingLocked(token)) filter->QueueSwitch(origin, subject, queue);
+    // Only for a member of ours that moves: what a peer sends grows nothing.
+    auto [begin, end] = switching_.equal_range(QueueKey(token, std::string(subject), std::string(queue)));
+    if (begin == end) return false;
+    bool latent = false, released = false;
+    for (auto it = begin; it != end; ++it) {
+      latent |= it->second.member->move_state() == Subscription::MoveState::kLatent;
+      released |= it->second.member->move_state() == Subscription::MoveState::kReleased;
+    }
+    if (MoveFilter* in = latent ? FilterLocked(token, MoveFilter::Side::kIncoming) : nullptr) {
+      in->QueueSwitch(origin, subject, queue);
+    }
+    if (MoveFilter* out = released ? FilterLocked(token, MoveFilter::Side::kOutgoing) : nullptr) {
+      out->QueueSwitch(origin, subject, queue);
+    }
   }
   SettleSwitched(&token);
   return true;
@@ -98,14 +106,23 @@ void MoveTable::SettleSwitched(const uint64_t* token) {
     auto it = token ? switching_.lower_bound(QueueKey(*token, std::string(), std::string())) : switching_.begin();
     while (it != switching_.end() && (!token || std::get<0>(it->first) == *token)) {
       const auto& [move, subject, queue] = it->first;
-      const MoveFilter* filter = IncomingLocked(move);
+      Subscription* member = it->second.member.get();
+      const Subscription::MoveState state = member->move_state();
+      if (state == Subscription::MoveState::kReleased && !member->closed()) {
+        ++it;  // the old end's: until its connection is gone
+        continue;
+      }
+      const MoveFilter* filter = FilterLocked(move, MoveFilter::Side::kIncoming);
       // No filter: the connection is gone or moves on; nothing to wait for.
-      if (filter != nullptr && !filter->QueueSwitchComplete(subject, queue)) {
+      if (state == Subscription::MoveState::kLatent && !member->closed() && filter != nullptr &&
+          !filter->QueueSwitchComplete(subject, queue)) {
         ++it;
         continue;
       }
-      VLOG(1) << "move " << std::hex << move << std::dec << ": queue member " << subject << " " << queue
-              << (filter ? " settled: every node switched to it" : " settled: its connection has no move now");
+      if (state == Subscription::MoveState::kLatent) {
+        VLOG(1) << "move " << std::hex << move << std::dec << ": queue member " << subject << " " << queue
+                << (filter ? " settled: every node switched to it" : " settled: its connection has no move now");
+      }
       settled.push_back(std::move(it->second.member));
       it = switching_.erase(it);
     }
@@ -151,15 +168,19 @@ void MoveTable::QueueReleased(uint64_t token, std::string_view subject, std::str
   Settle(latent, key);
 }
 
+void MoveTable::Switching(const QueueKey& key, Subscription* member) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Bounded like the other tables: beyond it a member's turn is this
+  // node's alone (settled, or released), as without switches.
+  if (switching_.size() < kMaxQueueEntries) {
+    switching_.emplace(key, SwitchingMember{RefPtr<Subscription>(member), MonotonicMs()});
+  }
+}
+
 void MoveTable::QueueMemberLatent(uint64_t token, Subscription* member) {
   member->set_move_state(Subscription::MoveState::kLatent);
   QueueKey key(token, member->subject(), member->queue());
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    // Bounded like the other tables: beyond it the member is ordered by
-    // this node's release alone.
-    if (switching_.size() < kMaxQueueEntries) switching_.emplace(key, Switching{RefPtr<Subscription>(member), MonotonicMs()});
-  }
+  Switching(key, member);
   Latent latent{RefPtr<PeerNode>(), RefPtr<Subscription>(member), MonotonicMs()};
   if (Hold(key, latent)) return;
   Settle(latent, key);
@@ -167,6 +188,7 @@ void MoveTable::QueueMemberLatent(uint64_t token, Subscription* member) {
 
 void MoveTable::QueueMemberReleased(uint64_t token, Subscription* member) {
   member->set_move_state(Subscription::MoveState::kReleased);
+  Switching(QueueKey(token, member->subject(), member->queue()), member);
   QueueReleased(token, member->subject(), member->queue(), MonotonicMs());
 }
 
@@ -205,7 +227,8 @@ int MoveTable::Expire(int64_t now_ms, int64_t timeout_ms) {
   }
   for (auto& [latent, key] : stale) Settle(latent, key);
   // A node that never switched (its release or our member's latent change
-  // never reached it): our member takes its turn for everyone from now on.
+  // never reached it): a new end's member takes its turn for everyone from
+  // now on (an old end's has finished by now, or its move was given up).
   std::vector<RefPtr<Subscription>> waited;
   {
     std::lock_guard<std::mutex> lock(mu_);

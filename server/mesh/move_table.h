@@ -66,9 +66,10 @@ class MoveTable final : public MoveCoordinator {
                    int64_t now_ms);
   // The old end's member of (subject, queue) for `token` is gone here.
   void QueueReleased(uint64_t token, std::string_view subject, std::string_view queue, int64_t now_ms);
-  // `origin` counts our latent member of (subject, queue) for `token` in
-  // its picks from this point of its stream on (its QUEUE_SWITCH, on its
-  // link's thread; "" is this node). False if no such member waits here.
+  // `origin`'s picks count our new end's latent member of (subject,
+  // queue) for `token`, and no longer our old end's released one, from
+  // this point of its stream on (its QUEUE_SWITCH, on its link's thread;
+  // "" is this node). False if no such member of ours is moving here.
   bool QueueSwitched(uint64_t token, std::string_view origin, std::string_view subject, std::string_view queue);
   // MoveCoordinator, for this node's own members.
   void QueueMemberLatent(uint64_t token, Subscription* member) override;
@@ -79,7 +80,8 @@ class MoveTable final : public MoveCoordinator {
 
   size_t size() const;
   size_t latent_queue_members() const;
-  // Our new ends' members still waiting for some node's switch.
+  // Our moving clients' members whose turn still depends on some node's
+  // switch.
   size_t switching_queue_members() const;
   size_t early_queue_releases() const;
 
@@ -110,21 +112,24 @@ class MoveTable final : public MoveCoordinator {
   // Settles our new ends' members (of `token`, or all) that every node has
   // switched to, or whose connection has no move any more.
   void SettleSwitched(const uint64_t* token);
-  // Our new end's filter for `token`; under mu_.
-  MoveFilter* IncomingLocked(uint64_t token) const;
+  // Our `side` end's filter for `token`; under mu_.
+  MoveFilter* FilterLocked(uint64_t token, MoveFilter::Side side) const;
   // Keeps `latent` until its release; false when it must settle now (its
   // release came first, or the table is full).
   bool Hold(QueueKey& key, Latent& latent);
   static constexpr size_t kMaxQueueEntries = 65536;
   std::multimap<QueueKey, Latent> latent_;
   std::multimap<QueueKey, int64_t> released_early_;
-  // Our new ends' members past their own release here, waiting for the
-  // other nodes' switches (at most one entry per latent member).
-  struct Switching {
+  // Our moving clients' queue members whose turn depends on each node's
+  // switch (MoveFilter::QueueSwitch): a new end's latent member until every
+  // node has switched to it, an old end's released member until its
+  // connection is gone. Bounded; an entry leaves after the move's timeout.
+  struct SwitchingMember {
     RefPtr<Subscription> member;
     int64_t since_ms = 0;
   };
-  std::multimap<QueueKey, Switching> switching_;
+  void Switching(const QueueKey& key, Subscription* member);
+  std::multimap<QueueKey, SwitchingMember> switching_;
 };
 
 }  // namespace zmesh::server::mesh

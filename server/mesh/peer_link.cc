@@ -197,7 +197,13 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
         }
       } else {
         node_->ApplyInterest(this, f.interest);
-        if (moves_ != nullptr) moves_->QueueReleased(f.move_token, f.interest.subject, f.interest.queue, MonotonicMs());
+        if (moves_ != nullptr) {
+          // Our picks stop counting the old end's member here: every queue
+          // message we forward to it after this frame was chosen for one of
+          // its other members.
+          node_->SendQueueSwitch(f.move_token, f.interest.subject, f.interest.queue);
+          moves_->QueueReleased(f.move_token, f.interest.subject, f.interest.queue, MonotonicMs());
+        }
       }
       if (!in_snapshot_ && f.interest.seq > applied_seq_) {
         applied_seq_ = f.interest.seq;

@@ -58,10 +58,13 @@ bool PeerNode::SendOnLink(std::string_view frame) {
   return link_ != nullptr && link_->Enqueue(&frame, 1, 0, false, CloseReason::kPeerResync);
 }
 
-bool PeerNode::SendQueueSwitch(std::string_view frame) {
+bool PeerNode::SendQueueSwitch(uint64_t token, std::string_view subject, std::string_view queue) {
+  std::string frame;
+  proto::peer::EncodeQueueSwitch(token, subject, queue, &frame);
+  std::string_view bytes(frame);
   std::lock_guard<std::mutex> lock(link_mu_);
   return link_ != nullptr && link_->takes_queue_switch() &&
-         link_->Enqueue(&frame, 1, 0, false, CloseReason::kPeerResync);
+         link_->Enqueue(&bytes, 1, 0, false, CloseReason::kPeerResync);
 }
 
 RefPtr<PeerLink> PeerNode::SwapLink(PeerLink* link) {

@@ -62,8 +62,11 @@ class PeerNode : public SubscriberEndpoint, public PeerForwarder {
   // Any thread: appends `frame` to the active link in the order of
   // forwarded messages (a cut's CUT frame). False without a link.
   bool SendOnLink(std::string_view frame);
-  // The same for a QUEUE_SWITCH, if the link's peer takes it.
-  bool SendQueueSwitch(std::string_view frame);
+  // Any thread: QUEUE_SWITCH for the node's queue member of (subject,
+  // queue) in move `token`, in the order of forwarded messages, if the
+  // link's peer takes it: our picks count its new member from here on (it
+  // is the new end), or no longer count its old one (the old end).
+  bool SendQueueSwitch(uint64_t token, std::string_view subject, std::string_view queue);
 
   // Makes `link` the active link; returns the one it replaces. Any thread.
   RefPtr<PeerLink> SwapLink(PeerLink* link);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <thread>
 
@@ -230,13 +231,21 @@ TEST_F(NodeCacheTest, TheWriterWritesOnItsOwnThreadAndTheNewestListWins) {
   EXPECT_EQ(std::system(("test $(ls " + dir_ + " | wc -l) -eq 1").c_str()), 0) << "a temporary file was left";
 }
 
-TEST_F(NodeCacheTest, AWriterThatCannotWriteSaysWhy) {
+TEST_F(NodeCacheTest, AWriterThatCannotWriteSaysWhyAndTriesAgain) {
   std::ofstream(dir_ + "/file") << "not a directory\n";  // even root cannot make a directory here
   NodeCacheWriter writer(dir_ + "/file/nodes.json", "zk:2181", "/zmesh/x");
   EXPECT_TRUE(writer.last_error().ok()) << "nothing written yet";
   writer.Submit({{"n1", "nats://127.0.0.1:1"}});
   EXPECT_TRUE(zmesh::testing::WaitFor(std::chrono::seconds(5), [&] { return !writer.last_error().ok(); }))
       << "a failed write was not reported";
+  // What was in the way goes: the list reaches the disk without a new one.
+  ASSERT_EQ(std::remove((dir_ + "/file").c_str()), 0);
+  EXPECT_TRUE(zmesh::testing::WaitFor(std::chrono::seconds(10), [&] { return writer.last_error().ok(); }))
+      << "a failed write was never tried again";
+  std::string error;
+  auto read = ReadNodeCache(dir_ + "/file/nodes.json", &error);
+  ASSERT_TRUE(read) << error;
+  EXPECT_EQ(read->size(), 1u);
 }
 
 TEST_F(NodeCacheTest, RejectsGarbage) {

@@ -400,10 +400,11 @@ std::optional<bool> SentBeforePong(ScriptedPeer& p, FrameType type) {
 }
 
 // A node picks a *node* for a queue message. When a moving client's old
-// member (on n7) is released here, this node starts counting the new one
-// (on n8) in its picks, and tells n8 where in its stream that happened, so
-// that n8 gives the client's new member only messages picked after it.
-TEST_F(MeshTest, AQueueMembersReleaseIsToldToItsNewEndAsAQueueSwitch) {
+// member (on n7) is released here, this node stops counting it and starts
+// counting the new one (on n8) in its picks, and tells both nodes where in
+// its stream that happened, so that each gives the client's member only the
+// messages this node picked with it counted.
+TEST_F(MeshTest, AQueueMembersReleaseIsToldToBothEndsAsAQueueSwitch) {
   StartAlone();
   ScriptedNode& n7 = Node("n7", 77);
   ScriptedNode& n8 = Node("n8", 88);
@@ -438,7 +439,15 @@ TEST_F(MeshTest, AQueueMembersReleaseIsToldToItsNewEndAsAQueueSwitch) {
   EXPECT_EQ(sw->move_token, kToken);
   EXPECT_EQ(sw->subject, "jobs");
   EXPECT_EQ(sw->queue, "workers");
-  EXPECT_EQ(SentBeforePong(*p7, FrameType::kQueueSwitch), false) << "the old end was sent a switch";
+  std::optional<DecodedFrame> away = WaitDecoded(*p7, FrameType::kQueueSwitch);
+  ASSERT_TRUE(away.has_value()) << "the old end never heard where this node stopped counting its member";
+  EXPECT_EQ(away->move_token, kToken);
+  EXPECT_EQ(away->queue, "workers");
+  away = WaitDecoded(*p7, FrameType::kQueueSwitch);
+  ASSERT_TRUE(away.has_value());
+  EXPECT_EQ(away->move_token, kOtherToken);
+  EXPECT_EQ(away->queue, "others");
+  EXPECT_EQ(SentBeforePong(*p8, FrameType::kQueueSwitch), false) << "a second switch for one member";
   EXPECT_EQ(SentBeforePong(*p9, FrameType::kQueueSwitch), false)
       << "a node without \"queue_switch\" (it would reset the link) was sent one";
 }

@@ -187,6 +187,28 @@ TEST(MoveTableTest, ANewEndsQueueMemberSettlesOnceEveryNodeHasSwitched) {
   fresh->Unref();
 }
 
+// At the old end the released member's turn for a node's messages ends
+// with that node's switch, recorded for as long as the member moves.
+TEST(MoveTableTest, AnOldEndsReleasedMemberRecordsEachNodesSwitchAway) {
+  FakeEndpoint owner;
+  mesh::MoveTable table([](uint64_t) {});
+  auto out = std::make_shared<MoveFilter>(Side::kOutgoing, 7, MonotonicMs());
+  table.MoveOut(out, [] {});
+  auto* old = new Subscription(&owner, "jobs", "workers", "1", false);
+  EXPECT_FALSE(table.QueueSwitched(7, "n1", "jobs", "workers")) << "a switch for a member that does not move";
+  table.QueueMemberReleased(7, old);
+  EXPECT_TRUE(table.QueueSwitched(7, "n1", "jobs", "workers"));
+  EXPECT_TRUE(out->QueueSwitched("n1", "jobs", "workers"));
+  EXPECT_FALSE(out->QueueSwitched("n2", "jobs", "workers"));
+  EXPECT_EQ(old->move_state(), Subscription::MoveState::kReleased);
+  EXPECT_EQ(table.switching_queue_members(), 1u) << "the old member's turn stopped being tracked while it moves";
+  old->set_closed();  // the old connection finished
+  table.Expire(MonotonicMs() + 100000, 1000);
+  EXPECT_EQ(table.switching_queue_members(), 0u);
+  EXPECT_EQ(old->move_state(), Subscription::MoveState::kReleased);
+  old->Unref();
+}
+
 TEST(MoveTableTest, ANodeThatNeverSwitchesIsWaitedForOnlyUntilTheMoveTimesOut) {
   FakeEndpoint owner;
   mesh::MoveTable table([](uint64_t) {});
