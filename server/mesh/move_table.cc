@@ -168,7 +168,7 @@ void MoveTable::QueueReleased(uint64_t token, std::string_view subject, std::str
   Settle(latent, key);
 }
 
-void MoveTable::Switching(const QueueKey& key, Subscription* member) {
+void MoveTable::TrackSwitches(const QueueKey& key, Subscription* member) {
   std::lock_guard<std::mutex> lock(mu_);
   // Bounded like the other tables: beyond it a member's turn is this
   // node's alone (settled, or released), as without switches.
@@ -180,7 +180,7 @@ void MoveTable::Switching(const QueueKey& key, Subscription* member) {
 void MoveTable::QueueMemberLatent(uint64_t token, Subscription* member) {
   member->set_move_state(Subscription::MoveState::kLatent);
   QueueKey key(token, member->subject(), member->queue());
-  Switching(key, member);
+  TrackSwitches(key, member);
   Latent latent{RefPtr<PeerNode>(), RefPtr<Subscription>(member), MonotonicMs()};
   if (Hold(key, latent)) return;
   Settle(latent, key);
@@ -188,7 +188,7 @@ void MoveTable::QueueMemberLatent(uint64_t token, Subscription* member) {
 
 void MoveTable::QueueMemberReleased(uint64_t token, Subscription* member) {
   member->set_move_state(Subscription::MoveState::kReleased);
-  Switching(QueueKey(token, member->subject(), member->queue()), member);
+  TrackSwitches(QueueKey(token, member->subject(), member->queue()), member);
   QueueReleased(token, member->subject(), member->queue(), MonotonicMs());
 }
 

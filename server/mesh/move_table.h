@@ -128,7 +128,7 @@ class MoveTable final : public MoveCoordinator {
     RefPtr<Subscription> member;
     int64_t since_ms = 0;
   };
-  void Switching(const QueueKey& key, Subscription* member);
+  void TrackSwitches(const QueueKey& key, Subscription* member);
   std::multimap<QueueKey, SwitchingMember> switching_;
 };
 
