@@ -1,5 +1,6 @@
 #include "proto/peer_protocol.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "proto/subject.h"
@@ -152,6 +153,18 @@ void EncodeMoveFrame(FrameType type, uint64_t token, std::string* out) {
   Finish(at, 0, out);
 }
 
+void EncodeCut(uint64_t token, const std::vector<Applied>& applied, std::string* out) {
+  const size_t at = Begin(FrameType::kCut, out);
+  PutU64(token, out);
+  const size_t n = std::min<size_t>(applied.size(), UINT16_MAX);
+  PutU16(static_cast<uint16_t>(n), out);
+  for (size_t i = 0; i < n; ++i) {
+    PutStr(applied[i].node_id, out);
+    PutU64(applied[i].seq, out);
+  }
+  Finish(at, 0, out);
+}
+
 void EncodeLoad(uint64_t clients, std::string* out) {
   const size_t at = Begin(FrameType::kLoad, out);
   PutU64(clients, out);
@@ -264,6 +277,14 @@ bool ValidateFrame(const Frame& f, const NameBounds& bounds, std::string* why) {
         }
       }
       return true;
+    case FrameType::kCut:
+      for (const Applied& a : f.cut_applied) {
+        if (HasUnsafeByte(a.node_id)) {
+          *why = "CUT naming a node id with whitespace or control characters";
+          return false;
+        }
+      }
+      return true;
     case FrameType::kHello:
       if (f.hello.version == kProtocolVersion &&
           (HasUnsafeByte(f.hello.node_id) || HasUnsafeByte(f.hello.peer_url) || HasUnsafeByte(f.hello.client_url))) {
@@ -325,7 +346,19 @@ bool FrameReader::Decode(std::string_view body, uint8_t type, Frame* f) {
       return c.U64(&f->ack_seq) && c.done();
     case FrameType::kLeaving:
       return c.U64(&f->leaving.drain_ms) && c.done();
-    case FrameType::kCut:
+    case FrameType::kCut: {
+      f->cut_applied.clear();
+      if (!c.U64(&f->move_token)) return false;
+      if (c.done()) return true;  // the short form
+      uint16_t n = 0;
+      if (!c.U16(&n)) return false;
+      for (uint16_t i = 0; i < n; ++i) {
+        Applied a;
+        if (!c.Str(&a.node_id) || !c.U64(&a.seq) || a.node_id.empty()) return false;
+        f->cut_applied.push_back(a);
+      }
+      return c.done();
+    }
     case FrameType::kMark:
       return c.U64(&f->move_token) && c.done();
     case FrameType::kLoad:

@@ -53,7 +53,11 @@ enum class FrameType : uint8_t {
   kLeaving = 0x31,    // the sender left the mesh (znode deleted) and drains its clients for up to N ms
   // Planned client moves (docs/design-lossless-moves.md); sent only to nodes
   // whose znode announces "moves".
-  kCut = 0x32,   // token: the sender's cut for a move (what it forwarded before precedes it); cut yours
+  // token: the sender's cut for a move (what it forwarded before precedes
+  // it); cut yours. To nodes that take QUEUE_SWITCH it also lists, per
+  // node, the interest sequence number the sender had applied at its cut:
+  // the receiver's MARK waits until it has applied as much.
+  kCut = 0x32,
   kMark = 0x33,  // token: the sender has read your CUT (its own CUT precedes this)
   kLoad = 0x34,  // clients: the sender's client connections (rebalancing), every second or so
   // An INTEREST change of a queue group's member count made by a moving
@@ -98,6 +102,12 @@ struct Leaving {
   uint64_t drain_ms = 0;  // keep the link at most this long
 };
 
+// A node's interest changes applied up to `seq` (CUT).
+struct Applied {
+  std::string_view node_id;
+  uint64_t seq = 0;
+};
+
 struct Msg {
   std::string_view subject;
   std::string_view reply;
@@ -120,6 +130,7 @@ struct Frame {
   uint64_t move_token = 0;  // CUT, MARK, QUEUE_MOVE, QUEUE_SWITCH (its group in `interest`)
   QueueMoveKind queue_move = QueueMoveKind::kLatent;  // QUEUE_MOVE (its change is in `interest`)
   uint64_t load_clients = 0;  // LOAD
+  std::vector<Applied> cut_applied;  // CUT (empty in the short form)
 };
 
 class FrameReader {
@@ -153,8 +164,10 @@ void EncodeQueueMove(const Interest& interest, uint64_t token, QueueMoveKind kin
 void EncodeQueueSwitch(uint64_t token, std::string_view subject, std::string_view queue, std::string* out);
 void EncodeDigest(FrameType type, const Digest& digest, std::string* out);  // SYNC_END, DIGEST
 void EncodeLeaving(const Leaving& leaving, std::string* out);
-// CUT or MARK for a move.
+// CUT (the short form) or MARK for a move.
 void EncodeMoveFrame(FrameType type, uint64_t token, std::string* out);
+// CUT with what the sender had applied from each node (at most 65,535).
+void EncodeCut(uint64_t token, const std::vector<Applied>& applied, std::string* out);
 void EncodeLoad(uint64_t clients, std::string* out);
 void EncodeInterestAck(uint64_t seq, std::string* out);
 

@@ -372,6 +372,7 @@ void Mesh::Tick() {
   if (const int expired = moves_.Expire(now, options_.move_timeout_ms); expired > 0) {
     ctx_->moves.timed_out.fetch_add(static_cast<uint64_t>(expired), std::memory_order_relaxed);
   }
+  FlushPendingMarks(now);
   if (now - last_load_ms_ >= 1000) {
     last_load_ms_ = now;
     ShareLoadAndRebalance();

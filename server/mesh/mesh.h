@@ -120,7 +120,7 @@ class Mesh final : public PeerLinkDelegate {
   void OnLinkClosed(PeerLink* link) override;
   void OnPeerLeaving(PeerLink* link, uint64_t drain_ms) override;
   void OnInterestRepair(PeerLink*) override { repairs_.fetch_add(1, std::memory_order_relaxed); }
-  void OnMoveCut(PeerLink* link, uint64_t token) override;
+  void OnMoveCut(PeerLink* link, uint64_t token, const std::vector<proto::peer::Applied>& applied) override;
   void OnPeerLoad(PeerLink* link, uint64_t clients) override;
 
   // Any thread: a snapshot for monitoring.
@@ -188,6 +188,20 @@ class Mesh final : public PeerLinkDelegate {
   // that takes part in moves (docs/design-lossless-moves.md). `initiate`:
   // our client moves (only logged).
   void Cut(uint64_t token, bool initiate);
+  // A peer's CUT is answered with MARK once we have applied as much of
+  // every node's interest as it had at its cut: a client of its that moves
+  // here then publishes with no older view of the mesh than it had there
+  // (a queue member's release it had applied is applied here too).
+  struct PendingMark {
+    std::string peer;
+    uint64_t token = 0;
+    std::vector<std::pair<std::string, uint64_t>> applied;  // node id, interest seq
+    int64_t until_ms = 0;  // then it goes anyway (--move_timeout_ms)
+  };
+  bool CaughtUp(const PendingMark& mark) const;
+  void SendMark(const std::string& peer, uint64_t token);
+  // Sends the marks that are due (caught up, or past their time).
+  void FlushPendingMarks(int64_t now);
   // About once a second: tell the peers our client count and decide how
   // many of our clients to ask to move (server/mesh/rebalancer.h).
   void ShareLoadAndRebalance();
@@ -217,6 +231,8 @@ class Mesh final : public PeerLinkDelegate {
   static constexpr size_t kMaxRememberedCuts = 65536;
   std::deque<std::pair<uint64_t, int64_t>> cuts_made_;
   absl::flat_hash_set<uint64_t> cut_tokens_;
+  static constexpr size_t kMaxPendingMarks = 4096;  // beyond it a MARK goes at once
+  std::vector<PendingMark> pending_marks_;
 
   // Joining.
   enum class Phase { kStarting, kJoining, kRegistering, kReady, kLeaving } phase_ = Phase::kStarting;

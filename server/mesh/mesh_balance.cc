@@ -18,19 +18,54 @@
 
 namespace zmesh::server::mesh {
 
-void Mesh::OnMoveCut(PeerLink* link, uint64_t token) {
-  RefPtr<PeerLink> ref(link);
-  main_loop_->QueueInLoop([this, ref, token] {
-    Cut(token, /*initiate=*/false);
+void Mesh::OnMoveCut(PeerLink* link, uint64_t token, const std::vector<proto::peer::Applied>& applied) {
+  PendingMark mark{link->peer_node_id(), token, {}, 0};
+  for (const proto::peer::Applied& a : applied) mark.applied.emplace_back(std::string(a.node_id), a.seq);
+  main_loop_->QueueInLoop([this, mark = std::move(mark)]() mutable {
+    Cut(mark.token, /*initiate=*/false);
     // The link thread had delivered everything the peer forwarded before
     // its CUT when it posted this: say so, after our own CUT on the link.
     // The peer's old end waits for it before MOVED, so a publisher that
     // moves never overtakes its own earlier messages.
-    auto it = peers_.find(ref->peer_node_id());
-    if (it == peers_.end() || !it->second.node) return;
-    std::string frame;
-    proto::peer::EncodeMoveFrame(proto::peer::FrameType::kMark, token, &frame);
-    it->second.node->SendOnLink(frame);
+    if (CaughtUp(mark) || pending_marks_.size() >= kMaxPendingMarks) {
+      SendMark(mark.peer, mark.token);
+      return;
+    }
+    mark.until_ms = MonotonicMs() + options_.move_timeout_ms;
+    pending_marks_.push_back(std::move(mark));
+  });
+}
+
+bool Mesh::CaughtUp(const PendingMark& mark) const {
+  for (const auto& [id, seq] : mark.applied) {
+    if (id == options_.node_id || id == mark.peer) continue;  // ours; the sender's came before its CUT
+    auto it = peers_.find(id);
+    // A node we have no link to sends us nothing more to wait for.
+    if (it == peers_.end() || !it->second.node || !it->second.active) continue;
+    if (it->second.node->applied_seq() < seq) return false;
+  }
+  return true;
+}
+
+void Mesh::SendMark(const std::string& peer, uint64_t token) {
+  auto it = peers_.find(peer);
+  if (it == peers_.end() || !it->second.node) return;
+  std::string frame;
+  proto::peer::EncodeMoveFrame(proto::peer::FrameType::kMark, token, &frame);
+  it->second.node->SendOnLink(frame);
+}
+
+void Mesh::FlushPendingMarks(int64_t now) {
+  main_loop_->AssertInLoopThread();
+  std::erase_if(pending_marks_, [&](const PendingMark& mark) {
+    const bool late = now >= mark.until_ms;
+    if (!late && !CaughtUp(mark)) return false;
+    if (late) {
+      LOG(WARNING) << "mesh " << options_.node_id << ": move " << std::hex << mark.token << std::dec
+                   << ": answering " << mark.peer << "'s CUT without having applied the interest it had";
+    }
+    SendMark(mark.peer, mark.token);
+    return true;
   });
 }
 
@@ -48,11 +83,18 @@ void Mesh::Cut(uint64_t token, bool initiate) {
   }
   if (!cut_tokens_.insert(token).second) return;
   cuts_made_.emplace_back(token, now);
-  std::string frame;
+  std::string frame, causal;
   proto::peer::EncodeMoveFrame(proto::peer::FrameType::kCut, token, &frame);
   std::vector<std::string> marked;
   {
     ForwardGateCut cut(&ctx_->forward_gate);
+    // What we have applied of every node's interest, read inside the cut:
+    // every pick we made before it saw no more than this.
+    std::vector<proto::peer::Applied> applied;
+    for (auto& [id, p] : peers_) {
+      if (p.node && p.node->applied_seq() > 0) applied.push_back({id, p.node->applied_seq()});
+    }
+    proto::peer::EncodeCut(token, applied, &causal);
     for (auto& [id, p] : peers_) {
       // A node whose znode lacks "moves" would reset the link on an unknown
       // frame; it is not waited for either (its messages are as lossy as
@@ -60,7 +102,8 @@ void Mesh::Cut(uint64_t token, bool initiate) {
       // the node the client is moving to, and the peers' ZooKeeper watches
       // may lag its registration.
       if (!p.node || (!p.info.id.empty() && !p.info.moves)) continue;
-      if (p.node->SendOnLink(frame)) marked.push_back(id);
+      const bool takes_causal = p.active && p.active->takes_queue_switch();
+      if (p.node->SendOnLink(takes_causal ? causal : frame)) marked.push_back(id);
     }
     moves_.CutMade(token, marked);  // marks our own publishes, inside the cut
   }

@@ -188,15 +188,16 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
     return;
   }
   switch (f.type) {
-    case peer::FrameType::kQueueMove:
+    case peer::FrameType::kQueueMove: {
+      bool applied;
       if (f.queue_move == peer::QueueMoveKind::kLatent) {
         if (moves_ == nullptr) {  // no moves here: an ordinary member
-          node_->ApplyInterest(this, f.interest);
-        } else if (node_->ApplyInterest(this, f.interest, /*latent=*/+1)) {
+          applied = node_->ApplyInterest(this, f.interest);
+        } else if ((applied = node_->ApplyInterest(this, f.interest, /*latent=*/+1))) {
           moves_->QueueLatent(f.move_token, node_, f.interest.subject, f.interest.queue, MonotonicMs());
         }
       } else {
-        node_->ApplyInterest(this, f.interest);
+        applied = node_->ApplyInterest(this, f.interest);
         if (moves_ != nullptr) {
           // Our picks stop counting the old end's member here: every queue
           // message we forward to it after this frame was chosen for one of
@@ -205,18 +206,11 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
           moves_->QueueReleased(f.move_token, f.interest.subject, f.interest.queue, MonotonicMs());
         }
       }
-      if (!in_snapshot_ && f.interest.seq > applied_seq_) {
-        applied_seq_ = f.interest.seq;
-        ack_due_ = true;
-      }
+      NoteApplied(f.interest.seq, applied);
       return;
+    }
     case peer::FrameType::kInterest:
-      node_->ApplyInterest(this, f.interest);
-      // Inside a snapshot nothing counts until the whole snapshot is in.
-      if (!in_snapshot_ && f.interest.seq > applied_seq_) {
-        applied_seq_ = f.interest.seq;
-        ack_due_ = true;
-      }
+      NoteApplied(f.interest.seq, node_->ApplyInterest(this, f.interest));
       return;
     case peer::FrameType::kSyncBegin:
       node_->BeginSync(this);
@@ -228,6 +222,7 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       if (f.digest.seq >= applied_seq_) {
         applied_seq_ = f.digest.seq;
         ack_due_ = true;  // also for seq 0: a peer with no change yet waits for our snapshot
+        if (node_->IsActive(this)) node_->NoteApplied(applied_seq_);
       }
       resync_requested_ = false;
       if (!consistent && node_->IsActive(this)) {
@@ -284,7 +279,7 @@ void PeerLink::HandleFrame(const peer::Frame& f) {
       // our side forwarded before our own CUT has been delivered here, so
       // the reply (MARK) tells the peer so.
       if (moves_ != nullptr) moves_->Mark(f.move_token, peer_node_id_);
-      delegate_->OnMoveCut(this, f.move_token);
+      delegate_->OnMoveCut(this, f.move_token, f.cut_applied);
       return;
     case peer::FrameType::kQueueSwitch:
       // In stream order, like CUT: the peer's queue messages before this
@@ -350,6 +345,14 @@ void PeerLink::HandleHello(const peer::Hello& hello) {
   state_ = State::kAuthenticated;
   PauseReading(kPauseActivation);
   delegate_->OnLinkAuthenticated(this);
+}
+
+void PeerLink::NoteApplied(uint64_t seq, bool applied) {
+  // Inside a snapshot nothing counts until the whole snapshot is in.
+  if (in_snapshot_ || seq <= applied_seq_) return;
+  applied_seq_ = seq;
+  ack_due_ = true;
+  if (applied) node_->NoteApplied(seq);  // what a CUT's receiver compares (Mesh::OnMoveCut)
 }
 
 void PeerLink::HandleMsg(const peer::Msg& msg) {

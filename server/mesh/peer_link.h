@@ -138,6 +138,9 @@ class PeerLink : public Connection {
   void HandleFrame(const proto::peer::Frame& frame);
   void HandleHello(const proto::peer::Hello& hello);
   void HandleMsg(const proto::peer::Msg& msg);
+  // The peer's interest change `seq` was read (`applied`: from the active
+  // link, so the node's interest reflects it).
+  void NoteApplied(uint64_t seq, bool applied);
   void ProtocolError(const std::string& what);
   void SendOwn(std::string_view frame);  // from the owner thread
   // Owner thread: a retiring link whose peer has retired too closes once its

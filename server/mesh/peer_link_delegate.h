@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proto/peer_protocol.h"
 #include "server/message.h"
 
 namespace zmesh::server {
@@ -36,8 +37,10 @@ class PeerLinkDelegate {
   virtual void OnPeerLeaving(PeerLink* link, uint64_t drain_ms) = 0;
   // Anti-entropy found the peer's interest diverged; a RESYNC was sent.
   virtual void OnInterestRepair(PeerLink* link) = 0;
-  // The peer asks for our cut of a planned client move (CUT).
-  virtual void OnMoveCut(PeerLink* link, uint64_t token) = 0;
+  // The peer asks for our cut of a planned client move (CUT); `applied`:
+  // the interest it had applied from each node at its cut (our MARK waits
+  // until we have applied as much). Views valid during the call only.
+  virtual void OnMoveCut(PeerLink* link, uint64_t token, const std::vector<proto::peer::Applied>& applied) = 0;
   // The peer's client count (LOAD), for rebalancing.
   virtual void OnPeerLoad(PeerLink* link, uint64_t clients) = 0;
 

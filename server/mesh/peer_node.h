@@ -24,6 +24,7 @@
 
 #include <absl/container/flat_hash_map.h>
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -94,6 +95,16 @@ class PeerNode : public SubscriberEndpoint, public PeerForwarder {
   size_t interest_count() const;
   InterestDigest digest() const;
 
+  // The highest of the node's interest sequence numbers applied here, from
+  // its changes and snapshots on its active link: its changes come in
+  // sequence order, so every one up to it is applied. Any thread.
+  uint64_t applied_seq() const { return applied_seq_.load(std::memory_order_acquire); }
+  void NoteApplied(uint64_t seq) {
+    uint64_t seen = applied_seq_.load(std::memory_order_relaxed);
+    while (seen < seq && !applied_seq_.compare_exchange_weak(seen, seq, std::memory_order_acq_rel)) {
+    }
+  }
+
  protected:
   ~PeerNode() override;
 
@@ -124,6 +135,7 @@ class PeerNode : public SubscriberEndpoint, public PeerForwarder {
   absl::flat_hash_map<Key, int32_t> latent_;  // interest_mu_: latent members per group
   InterestDigest digest_;                      // interest_mu_
   uint32_t epoch_ = 0;                         // interest_mu_
+  std::atomic<uint64_t> applied_seq_{0};
 };
 
 }  // namespace zmesh::server::mesh

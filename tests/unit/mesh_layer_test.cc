@@ -452,5 +452,63 @@ TEST_F(MeshTest, AQueueMembersReleaseIsToldToBothEndsAsAQueueSwitch) {
       << "a node without \"queue_switch\" (it would reset the link) was sent one";
 }
 
+// A CUT lists the interest its sender had applied from each node; this node
+// answers MARK only once it has applied as much (or the node's link is
+// gone). A client of n7 that moves here then publishes with no older view
+// of the mesh than it had on n7: e.g. a queue member's release n7 had
+// applied, so this node does not pick the released member after n7 picked
+// its successor.
+TEST_F(MeshTest, AMarkWaitsUntilThisNodeHasAppliedTheInterestTheCutterHad) {
+  StartAlone();
+  ScriptedNode& n7 = Node("n7", 77);
+  ScriptedNode& n8 = Node("n8", 88);
+  n7.moves = n8.moves = true;
+  n7.queue_switch = n8.queue_switch = true;
+  std::unique_ptr<ScriptedPeer> p7 = Link(n7);
+  std::unique_ptr<ScriptedPeer> p8 = Link(n8);
+  ASSERT_TRUE(p7 && p8);
+  std::string frames;
+  proto::peer::EncodeInterest({"a", "", 1, 3}, &frames);
+  ASSERT_TRUE(p8->Send(frames));
+  ASSERT_TRUE(PingPong(*p8));
+
+  constexpr uint64_t kToken = 0x5566778899aabbccull, kLaterToken = 0x0123456789abcdefull;
+  std::string cut;
+  // n7 had applied n8's changes up to 5, and lists this node and itself too.
+  proto::peer::EncodeCut(kToken, {{"n8", 5}, {"n5", 1000}, {"n7", 1000}}, &cut);
+  ASSERT_TRUE(p7->Send(cut));
+  auto own = NextMoveFrame(*p7);
+  ASSERT_TRUE(own.has_value());
+  EXPECT_EQ(own->first, FrameType::kCut) << "this node did not cut";
+  // Our MARK would have been written with our CUT, before this PONG.
+  EXPECT_EQ(SentBeforePong(*p7, FrameType::kMark), false) << "marked before applying n8's change 5";
+  frames.clear();
+  proto::peer::EncodeInterest({"b", "", 1, 4}, &frames);
+  ASSERT_TRUE(p8->Send(frames));
+  ASSERT_TRUE(PingPong(*p8));
+  EXPECT_EQ(SentBeforePong(*p7, FrameType::kMark), false) << "marked at n8's change 4";
+  frames.clear();
+  proto::peer::EncodeInterest({"c", "", 1, 5}, &frames);
+  ASSERT_TRUE(p8->Send(frames));
+  auto mark = NextMoveFrame(*p7);
+  ASSERT_TRUE(mark.has_value()) << "no MARK once n8's change 5 was applied";
+  EXPECT_EQ(mark->first, FrameType::kMark);
+  EXPECT_EQ(mark->second, kToken);
+
+  // A node whose link is gone has nothing more to wait for.
+  cut.clear();
+  proto::peer::EncodeCut(kLaterToken, {{"n8", 9}}, &cut);
+  ASSERT_TRUE(p7->Send(cut));
+  own = NextMoveFrame(*p7);
+  ASSERT_TRUE(own.has_value());
+  EXPECT_EQ(own->first, FrameType::kCut);
+  EXPECT_EQ(SentBeforePong(*p7, FrameType::kMark), false);
+  p8.reset();  // n8's link drops
+  mark = NextMoveFrame(*p7);
+  ASSERT_TRUE(mark.has_value()) << "a MARK waited for a node whose link is gone";
+  EXPECT_EQ(mark->first, FrameType::kMark);
+  EXPECT_EQ(mark->second, kLaterToken);
+}
+
 }  // namespace
 }  // namespace zmesh::server::mesh::testing

@@ -41,7 +41,7 @@ class RecordingDelegate : public PeerLinkDelegate {
   void OnLinkClosed(PeerLink*) override { Note("closed"); }
   void OnPeerLeaving(PeerLink*, uint64_t drain_ms) override { Note("leaving " + std::to_string(drain_ms)); }
   void OnInterestRepair(PeerLink*) override { Note("repair"); }
-  void OnMoveCut(PeerLink*, uint64_t token) override { Note("cut " + std::to_string(token)); }
+  void OnMoveCut(PeerLink*, uint64_t token, const std::vector<proto::peer::Applied>&) override { Note("cut " + std::to_string(token)); }
   void OnPeerLoad(PeerLink*, uint64_t clients) override { Note("load " + std::to_string(clients)); }
 
   bool Saw(const std::string& event) {

@@ -39,7 +39,7 @@ class NullDelegate : public PeerLinkDelegate {
   void OnLinkClosed(PeerLink*) override {}
   void OnPeerLeaving(PeerLink*, uint64_t) override {}
   void OnInterestRepair(PeerLink*) override {}
-  void OnMoveCut(PeerLink*, uint64_t) override {}
+  void OnMoveCut(PeerLink*, uint64_t, const std::vector<proto::peer::Applied>&) override {}
   void OnPeerLoad(PeerLink*, uint64_t) override {}
 };
 

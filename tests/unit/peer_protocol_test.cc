@@ -38,6 +38,7 @@ std::string AllFrames() {
   EncodeLoad(17, &out);
   EncodeQueueMove({"jobs", "w", 2, 10}, 0xabcdull, QueueMoveKind::kRelease, &out);
   EncodeQueueSwitch(0xabcdull, "jobs.>", "w", &out);
+  EncodeCut(9, {{"n1", 4}, {"node-2", 0xffffffffffull}}, &out);
   return out;
 }
 
@@ -78,6 +79,7 @@ std::vector<std::string> Decode(const std::vector<std::string>& chunks, size_t l
         case FrameType::kCut:
         case FrameType::kMark:
           d += std::to_string(f.move_token);
+          for (const Applied& a : f.cut_applied) d += "," + std::string(a.node_id) + "=" + std::to_string(a.seq);
           break;
         case FrameType::kLoad:
           d += std::to_string(f.load_clients);
@@ -108,7 +110,7 @@ std::vector<std::string> Decode(const std::vector<std::string>& chunks, size_t l
 TEST(PeerProtocolTest, RoundTripAtEverySplit) {
   const std::string all = AllFrames();
   const auto whole = Decode({all});
-  ASSERT_EQ(whole.size(), 17u);
+  ASSERT_EQ(whole.size(), 18u);
   EXPECT_EQ(whole[0], "1node-a/42/127.0.0.1:6222/nats://127.0.0.1:4222");
   EXPECT_EQ(whole[1], "5node id taken");
   EXPECT_EQ(whole[3], "16foo.*||1#7");
@@ -121,6 +123,7 @@ TEST(PeerProtocolTest, RoundTripAtEverySplit) {
   EXPECT_EQ(whole[14], "5217");
   EXPECT_EQ(whole[15], "53jobs|w|2#10@" + std::to_string(0xabcd) + "/2");
   EXPECT_EQ(whole[16], "54jobs.>|w|0#0@" + std::to_string(0xabcd));
+  EXPECT_EQ(whole[17], "509,n1=4,node-2=" + std::to_string(0xffffffffffull));
   EXPECT_EQ(whole[7], "32foo.bar|_INBOX.1|12|g,h,|NATS/1.0\r\n\r\nbody");
   EXPECT_EQ(whole[8], "32x||-1||");
   for (size_t i = 1; i < all.size(); ++i) {
@@ -155,6 +158,9 @@ TEST(PeerProtocolTest, MalformedFramesAreErrors) {
   EncodeHello({kProtocolVersion, "", 1, "", ""}, &empty_id);
   EXPECT_EQ(Decode({empty_id}).back(), "ERROR");
   EXPECT_EQ(Decode({frame(0x02, std::string("\x20\x00", 2) + std::string(32, 'm'))}).back(), "ERROR");  // v1 AUTH
+  std::string no_id;
+  EncodeCut(1, {{"", 4}}, &no_id);
+  EXPECT_EQ(Decode({no_id}).back(), "ERROR") << "a CUT naming no node";
   std::string no_subject;
   EncodeQueueSwitch(1, "", "w", &no_subject);
   EXPECT_EQ(Decode({no_subject}).back(), "ERROR");
@@ -248,6 +254,12 @@ TEST(PeerValidationTest, QueueMoveFramesNameAValidGroup) {
   move.interest.subject = "jobs";
   move.interest.queue = "";
   EXPECT_FALSE(ValidateFrame(move, &why)) << "a queue move of a plain subscription";
+  Frame cut;
+  cut.type = FrameType::kCut;
+  cut.cut_applied = {{"n1", 3}};
+  EXPECT_TRUE(ValidateFrame(cut, &why)) << why;
+  cut.cut_applied = {{"n 1", 3}};
+  EXPECT_FALSE(ValidateFrame(cut, &why));
 }
 
 TEST(PeerValidationTest, HelloIdsAndAddressesHaveNoControlCharacters) {
