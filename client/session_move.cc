@@ -27,11 +27,16 @@ bool Session::RequestMove(const ServerUrl& target) {
 bool Session::StartLameDuckMove() {
   AssertInIoThread();
   if (!CanMove()) return false;
-  // The node is leaving either way; failover's choice, without it.
+  // The node is leaving either way; failover's choice, without it. That
+  // node may be held out (in a rolling restart every other node has just
+  // left, and a static or unchanged list never says it came back): it is
+  // tried anyway, since a planned move that finds it still gone costs one
+  // refused connection while this node still serves us, where dropping
+  // first would wait out the hold disconnected.
   const auto now = Clock::now();
   pool_.Leave(conn_->url().key(), now, options_.lame_duck_hold);
   auto pick = pool_.Next(now);
-  if (!pick || pick->delay > Clock::duration(0) || pick->server.key() == conn_->url().key()) return false;
+  if (!pick || pick->server.key() == conn_->url().key()) return false;
   StartMove(pick->server, Move::Reason::kLameDuck);
   return true;
 }

@@ -358,7 +358,8 @@ class LosslessRollTest : public MeshFixture {
       moved += static_cast<uint64_t>(s->events("moved"));
     }
     EXPECT_TRUE(ExactlyOnce(Merge(queue), published)) << "queue group";
-    EXPECT_EQ(requester_->errors(), 0u) << "requests not answered: " << requester_->first_error();
+    EXPECT_EQ(requester_->errors(), 0u) << "requests not answered: " << requester_->first_error()
+                                        << "; the requester's events:\n" << requester_->Timeline();
     EXPECT_GT(requester_->answered(), 0u);
     uint64_t total_published = 0;
     for (auto& [pub, n] : published) total_published += n;

@@ -254,6 +254,26 @@ TEST_F(ClientMoveTest, LameDuckMovesMakeBeforeBreakAndKeepsTheOrder) {
   EXPECT_EQ(stats.reconnects, 0u);
 }
 
+// In a rolling restart the node a client moves to next has just left and
+// come back, and the client still holds it out (Options::lame_duck_hold):
+// a lame duck still moves there, make before break, instead of dropping and
+// waiting out the hold disconnected (a requester lost two requests so).
+TEST_F(ClientMoveTest, ALameDuckMoveTriesANodeStillHeldOutSinceItsOwnLameDuck) {
+  Start(37);
+  AnnounceLameDuck(old_node);
+  ASSERT_TRUE(WaitFor(kWait, [&] { return !old_node->LogWith("MOVE").empty(); }));
+  old_node->FinishMove(old_node->LogWith("MOVE")[0].substr(5));
+  ASSERT_TRUE(WaitFor(kWait, [&] { return seen.Has("e:moved"); }));
+  ASSERT_EQ(c->connected_url(), new_node->url());
+
+  old_node->ClearLog();  // restarted: it serves again
+  AnnounceLameDuck(new_node);
+  ASSERT_TRUE(WaitFor(kWait, [&] { return !old_node->LogWith("CONNECT").empty(); }))
+      << "the client never tried the node it holds out";
+  EXPECT_TRUE(IsToken(MoveToken(old_node->LogWith("CONNECT")[0]))) << "dropped before connecting again";
+  EXPECT_FALSE(seen.Has("e:disconnected"));
+}
+
 TEST_F(ClientMoveTest, NewNodeFailingBeforeTheCutFallsBackToTheLameDuckFailover) {
   Start(32);
 

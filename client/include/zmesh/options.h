@@ -100,7 +100,9 @@ struct Options {
   // (so a node that accepts and drops at once backs off as if it refused).
   std::chrono::milliseconds stable_connection{1000};
   // After a lame duck announcement, the node is not tried for this long, or
-  // until the mesh lists it again after it left (it was restarted).
+  // until the mesh lists it again after it left (it was restarted), by
+  // failover; a planned move away from a leaving node tries it anyway when
+  // every other node is held out too.
   std::chrono::milliseconds lame_duck_hold{30000};
   // Consecutive failed attempts before the client gives up and closes;
   // -1 = never.
