@@ -279,8 +279,8 @@ bool ValidateFrame(const Frame& f, const NameBounds& bounds, std::string* why) {
       return true;
     case FrameType::kCut:
       for (const Applied& a : f.cut_applied) {
-        if (HasUnsafeByte(a.node_id)) {
-          *why = "CUT naming a node id with whitespace or control characters";
+        if (HasUnsafeByte(a.node_id) || a.node_id.size() > kMaxNodeIdBytes) {
+          *why = "CUT naming an invalid node id";
           return false;
         }
       }

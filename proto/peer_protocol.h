@@ -28,6 +28,8 @@ inline constexpr uint16_t kProtocolVersion = 2;
 inline constexpr size_t kFrameHeaderBytes = 5;
 // Strings are u16-length-prefixed: nothing longer can cross a link.
 inline constexpr size_t kMaxStringBytes = kMaxWireStringBytes;
+// A node id (--node_id) is at most this long.
+inline constexpr size_t kMaxNodeIdBytes = 255;
 // The queue names one MSG frame lists take at most this many bytes (u16
 // length + name each), or one name if that alone is longer. The receiver's
 // frame limit leaves 64 KiB beyond the payload and the control lines, so a

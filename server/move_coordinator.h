@@ -29,11 +29,11 @@ class MoveCoordinator {
   virtual void Forget(const MoveFilter* filter) = 0;
 
   // Queue members (never filtered; see server/mesh/move_table.h). The new
-  // end subscribed `member` for move `token`: it stays latent here until
-  // the old end's member is released here (or the move times out).
+  // end subscribed `member` for move `token`: it stays latent until every
+  // node has switched its picks to it (or the move times out).
   virtual void QueueMemberLatent(uint64_t token, Subscription* member) = 0;
-  // The old end's `member` for `token` is withdrawn here: it takes no new
-  // picks, and the new end's member takes part in them.
+  // The old end's `member` for `token` is withdrawn here: this node's picks
+  // no longer count it, other nodes' until they switch away.
   virtual void QueueMemberReleased(uint64_t token, Subscription* member) = 0;
 };
 

@@ -6,9 +6,10 @@
 // delivers to the client only what X published before its cut
 // (kOutgoing), the new node only what X published after it (kIncoming).
 // Queue-group deliveries are never filtered (each goes to one member only),
-// but the new end records, per group, which nodes have switched their picks
-// to this client's new member (QueueSwitch), so that a message a node chose
-// this node for before it switched goes to another member here.
+// but each end records, per group, which nodes have switched their picks
+// (QueueSwitch): to the new end's member, away from the old end's. A
+// message a node chose this node for is then handed to this client's
+// member in its turn only if that node's pick counted the member.
 //
 // Origins are node ids; "" is this node (local publishers).
 //
@@ -67,15 +68,15 @@ class MoveFilter {
   // time the cut is reported complete by this call.
   bool Finish();
 
-  // Queue members of the new end (docs/design-lossless-moves.md, "Queue
-  // groups"): `origin` counts this client's member of (subject, queue) in
-  // its picks from now on (its QUEUE_SWITCH arrived; "" is this node, where
-  // the old end's member was released).
+  // Queue members (docs/design-lossless-moves.md, "Queue groups"):
+  // `origin`'s picks count the new end's member of (subject, queue) from
+  // now on, or no longer count the old end's (its QUEUE_SWITCH arrived; ""
+  // is this node, where the old end's member was released).
   void QueueSwitch(std::string_view origin, std::string_view subject, std::string_view queue);
-  // Whether a queue message from `origin` was picked with that member
-  // counted (it switched, or its link is gone).
+  // Whether `origin` has switched (or its link is gone).
   bool QueueSwitched(std::string_view origin, std::string_view subject, std::string_view queue) const;
-  // This node and every node it cut to have switched to that member.
+  // The new end: this node and every node it cut to have switched to the
+  // member.
   bool QueueSwitchComplete(std::string_view subject, std::string_view queue) const;
 
   bool complete() const;

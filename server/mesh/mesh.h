@@ -198,6 +198,9 @@ class Mesh final : public PeerLinkDelegate {
     std::vector<std::pair<std::string, uint64_t>> applied;  // node id, interest seq
     int64_t until_ms = 0;  // then it goes anyway (--move_timeout_ms)
   };
+  // Whether we have applied less than `seq` of node `id`'s interest, and
+  // more of it may come (its link is up); `sender` is the CUT's.
+  bool Behind(const std::string& id, uint64_t seq, const std::string& sender) const;
   bool CaughtUp(const PendingMark& mark) const;
   void SendMark(const std::string& peer, uint64_t token);
   // Sends the marks that are due (caught up, or past their time).
@@ -232,6 +235,7 @@ class Mesh final : public PeerLinkDelegate {
   std::deque<std::pair<uint64_t, int64_t>> cuts_made_;
   absl::flat_hash_set<uint64_t> cut_tokens_;
   static constexpr size_t kMaxPendingMarks = 4096;  // beyond it a MARK goes at once
+  static constexpr size_t kMaxCutNodes = 4096;      // of a CUT's list, the rest is not waited for
   std::vector<PendingMark> pending_marks_;
 
   // Joining.

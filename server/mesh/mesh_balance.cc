@@ -20,14 +20,17 @@ namespace zmesh::server::mesh {
 
 void Mesh::OnMoveCut(PeerLink* link, uint64_t token, const std::vector<proto::peer::Applied>& applied) {
   PendingMark mark{link->peer_node_id(), token, {}, 0};
-  for (const proto::peer::Applied& a : applied) mark.applied.emplace_back(std::string(a.node_id), a.seq);
+  // A mesh is far smaller; what a peer lists beyond it is not waited for.
+  const size_t listed = std::min(applied.size(), kMaxCutNodes);
+  for (size_t i = 0; i < listed; ++i) mark.applied.emplace_back(std::string(applied[i].node_id), applied[i].seq);
   main_loop_->QueueInLoop([this, mark = std::move(mark)]() mutable {
     Cut(mark.token, /*initiate=*/false);
     // The link thread had delivered everything the peer forwarded before
     // its CUT when it posted this: say so, after our own CUT on the link.
     // The peer's old end waits for it before MOVED, so a publisher that
     // moves never overtakes its own earlier messages.
-    if (CaughtUp(mark) || pending_marks_.size() >= kMaxPendingMarks) {
+    std::erase_if(mark.applied, [&](const auto& node) { return !Behind(node.first, node.second, mark.peer); });
+    if (mark.applied.empty() || pending_marks_.size() >= kMaxPendingMarks) {
       SendMark(mark.peer, mark.token);
       return;
     }
@@ -36,15 +39,17 @@ void Mesh::OnMoveCut(PeerLink* link, uint64_t token, const std::vector<proto::pe
   });
 }
 
+bool Mesh::Behind(const std::string& id, uint64_t seq, const std::string& sender) const {
+  if (id == options_.node_id || id == sender) return false;  // ours; the sender's came before its CUT
+  auto it = peers_.find(id);
+  // A node we have no link to sends us nothing more to wait for.
+  if (it == peers_.end() || !it->second.node || !it->second.active) return false;
+  return it->second.node->applied_seq() < seq;
+}
+
 bool Mesh::CaughtUp(const PendingMark& mark) const {
-  for (const auto& [id, seq] : mark.applied) {
-    if (id == options_.node_id || id == mark.peer) continue;  // ours; the sender's came before its CUT
-    auto it = peers_.find(id);
-    // A node we have no link to sends us nothing more to wait for.
-    if (it == peers_.end() || !it->second.node || !it->second.active) continue;
-    if (it->second.node->applied_seq() < seq) return false;
-  }
-  return true;
+  return std::none_of(mark.applied.begin(), mark.applied.end(),
+                      [&](const auto& node) { return Behind(node.first, node.second, mark.peer); });
 }
 
 void Mesh::SendMark(const std::string& peer, uint64_t token) {

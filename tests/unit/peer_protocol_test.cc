@@ -260,6 +260,9 @@ TEST(PeerValidationTest, QueueMoveFramesNameAValidGroup) {
   EXPECT_TRUE(ValidateFrame(cut, &why)) << why;
   cut.cut_applied = {{"n 1", 3}};
   EXPECT_FALSE(ValidateFrame(cut, &why));
+  const std::string long_id(kMaxNodeIdBytes + 1, 'n');
+  cut.cut_applied = {{long_id, 3}};
+  EXPECT_FALSE(ValidateFrame(cut, &why)) << "a node id no node can have";
 }
 
 TEST(PeerValidationTest, HelloIdsAndAddressesHaveNoControlCharacters) {
