@@ -83,7 +83,7 @@ class PeerTargets {
 };
 
 // Whether `sub` takes a queue message from `origin` in its turn: settled,
-// or a moving client's member that `origin` picked it with counted.
+// or a moving client's member that `origin`'s pick counted.
 bool InTurn(const Subscription* sub, std::string_view origin) {
   return sub->settled() || (!sub->remote() && sub->owner()->delivery()->TakesQueueTurn(*sub, origin));
 }

@@ -14,10 +14,11 @@
 // until the old end's member is gone here (QUEUE_MOVE RELEASE). So at
 // every node all picks of the old member come before all picks of the new
 // one, and the client, handing over the old stream first, keeps each
-// publisher's order. A node picks a node, not a member, so it tells the new
-// end where in its stream it began counting the new member (QUEUE_SWITCH);
-// the new end gives that member a node's messages in its turn only from
-// there on, and settles it once every node has switched.
+// publisher's order. A node picks a node, not a member, so it tells both
+// ends where in its stream it stopped counting the old member and began
+// counting the new one (QUEUE_SWITCH); each end gives its member a node's
+// messages in its turn only on the counted side of that point, and the new
+// end settles its member once every node has switched.
 //
 // Threading: any thread; one mutex. Completion callbacks run outside it,
 // on the thread whose call completed the move.
