@@ -84,6 +84,10 @@ struct PeerStatus {
 
 class Mesh final : public PeerLinkDelegate {
  public:
+  // CUTs read from links and waiting for the main loop: at most this many
+  // (a peer flooding CUTs queues no more work; the rest are dropped).
+  static constexpr size_t kMaxQueuedCuts = 4096;
+
   Mesh(ServerContext* ctx, MeshOptions options, EventLoop* main_loop, std::vector<IoWorker*> workers,
        std::unique_ptr<zk::Registry> registry);
   ~Mesh();
@@ -236,6 +240,7 @@ class Mesh final : public PeerLinkDelegate {
   absl::flat_hash_set<uint64_t> cut_tokens_;
   static constexpr size_t kMaxPendingMarks = 4096;  // beyond it a MARK goes at once
   static constexpr size_t kMaxCutNodes = 4096;      // of a CUT's list, the rest is not waited for
+  std::atomic<size_t> queued_cuts_{0};  // CUTs from links waiting for the main loop
   std::vector<PendingMark> pending_marks_;
 
   // Joining.

@@ -19,11 +19,20 @@
 namespace zmesh::server::mesh {
 
 void Mesh::OnMoveCut(PeerLink* link, uint64_t token, const std::vector<proto::peer::Applied>& applied) {
+  // A peer sending CUTs faster than the main loop takes them queues no more
+  // than this: beyond it a CUT is dropped (its move, if real, times out).
+  if (queued_cuts_.fetch_add(1, std::memory_order_relaxed) >= kMaxQueuedCuts) {
+    queued_cuts_.fetch_sub(1, std::memory_order_relaxed);
+    LOG_EVERY_N(WARNING, 1000) << "mesh " << options_.node_id << ": " << kMaxQueuedCuts
+                               << " CUTs wait for the main loop; dropping one from " << link->peer_node_id();
+    return;
+  }
   PendingMark mark{link->peer_node_id(), token, {}, 0};
   // A mesh is far smaller; what a peer lists beyond it is not waited for.
   const size_t listed = std::min(applied.size(), kMaxCutNodes);
   for (size_t i = 0; i < listed; ++i) mark.applied.emplace_back(std::string(applied[i].node_id), applied[i].seq);
   main_loop_->QueueInLoop([this, mark = std::move(mark)]() mutable {
+    queued_cuts_.fetch_sub(1, std::memory_order_relaxed);
     Cut(mark.token, /*initiate=*/false);
     // The link thread had delivered everything the peer forwarded before
     // its CUT when it posted this: say so, after our own CUT on the link.

@@ -7,8 +7,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
+#include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/support/wait_for.h"
@@ -508,6 +511,51 @@ TEST_F(MeshTest, AMarkWaitsUntilThisNodeHasAppliedTheInterestTheCutterHad) {
   ASSERT_TRUE(mark.has_value()) << "a MARK waited for a node whose link is gone";
   EXPECT_EQ(mark->first, FrameType::kMark);
   EXPECT_EQ(mark->second, kLaterToken);
+}
+
+// A peer flooding CUTs with new tokens while the main loop is busy: each
+// would become work there (a cut, CUT frames to every peer, a MARK), so no
+// more than Mesh::kMaxQueuedCuts wait for it; the rest are dropped, and the
+// node keeps serving.
+TEST_F(MeshTest, AFloodOfCutsQueuesBoundedWorkOnTheMainLoop) {
+  StartAlone();
+  ScriptedNode& n7 = Node("n7", 77);
+  ScriptedNode& n8 = Node("n8", 88);
+  n7.moves = n8.moves = true;
+  std::unique_ptr<ScriptedPeer> p7 = Link(n7);
+  std::unique_ptr<ScriptedPeer> p8 = Link(n8);
+  ASSERT_TRUE(p7 && p8);
+
+  // Hold the main loop (bounded: it lets go after 20 s whatever happens).
+  auto release = std::make_shared<std::promise<void>>();
+  std::shared_future<void> released = release->get_future().share();
+  std::thread holder([&] { h_.OnMain([released] { released.wait_for(20s); }); });
+
+  constexpr size_t kFlood = Mesh::kMaxQueuedCuts + 2000;
+  std::string flood;
+  for (size_t i = 0; i < kFlood; ++i) proto::peer::EncodeMoveFrame(FrameType::kCut, 0x1000 + i, &flood);
+  ASSERT_TRUE(p7->Send(flood));
+  EXPECT_TRUE(PingPong(*p7)) << "the link stopped reading";  // every CUT has been read
+  release->set_value();
+  holder.join();
+  ASSERT_TRUE(h_.DrainMain(1));
+
+  // Each CUT that was queued became one cut: one CUT frame to n8.
+  size_t cuts = 0;
+  bool pong = false;
+  ASSERT_TRUE(SendEmpty(*p8, FrameType::kPing));
+  std::string body;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (!pong && std::chrono::steady_clock::now() < until) {
+    const int type = p8->ReadFrame(&body, 100ms);
+    cuts += type == static_cast<int>(FrameType::kCut) ? 1 : 0;
+    pong = type == static_cast<int>(FrameType::kPong);
+  }
+  ASSERT_TRUE(pong);
+  EXPECT_GE(cuts, 1u) << "no CUT was handled at all";
+  EXPECT_LE(cuts, Mesh::kMaxQueuedCuts) << "the main loop took every CUT of the flood";
+  std::cout << "[ flood    ] " << kFlood << " CUTs sent, " << cuts << " handled\n";
+  EXPECT_TRUE(h_.WaitStatus("n7", [](const PeerStatus& s) { return s.linked; })) << "the flood cost the link";
 }
 
 }  // namespace
