@@ -526,10 +526,23 @@ TEST_F(MeshTest, AFloodOfCutsQueuesBoundedWorkOnTheMainLoop) {
   std::unique_ptr<ScriptedPeer> p8 = Link(n8);
   ASSERT_TRUE(p7 && p8);
 
-  // Hold the main loop (bounded: it lets go after 20 s whatever happens).
+  // Hold the main loop (bounded: it lets go after 20 s whatever happens),
+  // and flood only once it is held.
   auto release = std::make_shared<std::promise<void>>();
   std::shared_future<void> released = release->get_future().share();
-  std::thread holder([&] { h_.OnMain([released] { released.wait_for(20s); }); });
+  auto holding = std::make_shared<std::promise<void>>();
+  std::future<void> held = holding->get_future();
+  std::thread holder([&] {
+    h_.OnMain([released, holding] {
+      holding->set_value();
+      released.wait_for(20s);
+    });
+  });
+  if (held.wait_for(10s) != std::future_status::ready) {
+    release->set_value();
+    holder.join();
+    FAIL() << "the main loop was never held";
+  }
 
   constexpr size_t kFlood = Mesh::kMaxQueuedCuts + 2000;
   std::string flood;
