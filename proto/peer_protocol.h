@@ -61,7 +61,7 @@ enum class FrameType : uint8_t {
   // the receiver's MARK waits until it has applied as much.
   kCut = 0x32,
   kMark = 0x33,  // token: the sender has read your CUT (its own CUT precedes this)
-  kLoad = 0x34,  // clients: the sender's client connections (rebalancing), every second or so
+  kLoad = 0x34,  // clients: the sender's client connections (rebalancing), when it changes
   // An INTEREST change of a queue group's member count made by a moving
   // client's queue member, with the move's token and what it means:
   // LATENT (the new end's member: keep it out of picks until the old end

@@ -89,6 +89,9 @@ EOF
 wait "$start_pid" || true
 read -r rx tx < <(zk_packets)
 links=$((N * (N - 1) / 2))
+# Each join fires the membership watch of every node already there, which
+# re-reads the children and reads the new node's data: so the figure that
+# scales is packets per (joining node, node already there) pair.
 echo "mesh-scale: ZooKeeper packets for the whole formation: received $rx, sent $tx;" \
      "per join $((rx / N)) received / $((tx / N)) sent (about $(python3 -c "print(f'{$rx / $links:.1f}')") received per node pair)"
 rss_kb=0
@@ -97,4 +100,22 @@ for pidf in "$STATE_DIR"/node*/pid; do
   [ -n "$pid" ] && [ -r "/proc/$pid/status" ] && rss_kb=$((rss_kb + $(awk '/^VmRSS:/{print $2}' "/proc/$pid/status")))
 done
 echo "mesh-scale: RSS of all nodes $((rss_kb / 1024)) MiB, $((rss_kb / N)) KiB per node"
+# What the formed mesh costs at rest (no clients): CPU of all nodes over 10 s,
+# from /proc/<pid>/stat (utime + stime, in clock ticks).
+node_ticks() {
+  local total=0 pidf pid
+  for pidf in "$STATE_DIR"/node*/pid; do
+    pid=$(awk 'NR == 1 {print $1}' "$pidf" 2>/dev/null || true)
+    [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$total"
+}
+if [ "$formed" = 0 ]; then
+  hz=$(getconf CLK_TCK)
+  t0_ticks=$(node_ticks)
+  sleep 10
+  t1_ticks=$(node_ticks)
+  echo "mesh-scale: at rest, all nodes together use $(python3 -c "print(f'{($t1_ticks - $t0_ticks) / $hz / 10 * 100:.1f}')") % of one core" \
+       "($(python3 -c "print(f'{($t1_ticks - $t0_ticks) / $hz / 10 * 100 / $N:.2f}')") % per node)"
+fi
 exit "$formed"

@@ -61,6 +61,7 @@ Connector::Connector(EventLoop* loop, std::string source_host, int64_t timeout_m
     : loop_(loop), source_host_(std::move(source_host)), timeout_ms_(timeout_ms) {}
 
 Connector::~Connector() {
+  loop_->AssertInLoopThread();
   for (Pending* p : pending_) {
     const int fd = static_cast<int>(event_get_fd(p->ev));
     event_free(p->ev);
@@ -70,6 +71,7 @@ Connector::~Connector() {
 }
 
 bool Connector::Dial(const std::string& host_port, DoneCallback done, std::string* error) {
+  loop_->AssertInLoopThread();
   sockaddr_storage addr{};
   socklen_t len = 0;
   if (!Resolve(host_port, &addr, &len, error)) return false;
@@ -112,6 +114,7 @@ bool Connector::Dial(const std::string& host_port, DoneCallback done, std::strin
 
 void Connector::OnConnectEvent(evutil_socket_t fd, short what, void* arg) {
   auto* pending = static_cast<Pending*>(arg);
+  pending->connector->loop_->AssertInLoopThread();
   std::string err;
   if (what & EV_TIMEOUT) {
     err = "connect timed out";

@@ -86,6 +86,7 @@ void Mesh::Stop() {
 IoWorker* Mesh::NextWorker() { return workers_[next_worker_++ % workers_.size()]; }
 
 void Mesh::BackOff(Peer& p) {
+  main_loop_->AssertInLoopThread();
   p.next_dial_ms = MonotonicMs() + p.backoff.Failed();
 }
 
@@ -148,6 +149,7 @@ void Mesh::HandleMembers(const std::vector<zk::NodeInfo>& members) {
 }
 
 void Mesh::Dial(const std::string& node_id, Peer& peer, bool again) {
+  main_loop_->AssertInLoopThread();
   if (peer.dialing || (peer.active && !again) || peer.info.peer_url.empty()) return;
   std::string error;
   if (!connector_.Dial(
@@ -160,6 +162,7 @@ void Mesh::Dial(const std::string& node_id, Peer& peer, bool again) {
 }
 
 void Mesh::DialFinished(const std::string& node_id, int fd, const std::string& error) {
+  main_loop_->AssertInLoopThread();
   auto it = peers_.find(node_id);
   if (it == peers_.end() || phase_ == Phase::kLeaving) {
     if (fd >= 0) ::close(fd);
@@ -203,6 +206,7 @@ void Mesh::RefuseLink(const RefPtr<PeerLink>& link, const std::string& reason) {
 }
 
 void Mesh::Accept(int fd, const PeerAddress& from) {
+  main_loop_->AssertInLoopThread();
   if (phase_ == Phase::kLeaving) {
     ::close(fd);
     return;
@@ -288,6 +292,7 @@ void Mesh::HandleAuthenticated(RefPtr<PeerLink> link) {
   }
   link->set_takes_move_frames(p.info.id.empty() || p.info.moves, p.info.id.empty() || p.info.queue_switch);
   p.active = link;
+  p.load_sent = -1;
   p.synced = false;
   p.backoff.Reset();
   if (!p.member && p.unregistered_since_ms == 0) p.unregistered_since_ms = MonotonicMs();
@@ -451,6 +456,7 @@ void Mesh::Tick() {
 }
 
 void Mesh::SnapshotStatus() {
+  main_loop_->AssertInLoopThread();
   std::vector<PeerStatus> status;
   bool healthy = phase_ == Phase::kReady && registry_->registered();
   for (auto& [id, p] : peers_) {

@@ -164,6 +164,8 @@ class Mesh final : public PeerLinkDelegate {
     DialBackoff backoff;
     bool synced = false;
     int64_t load = -1;  // its client connections (LOAD), -1 until heard
+    int64_t load_sent = -1;     // our count as last sent on `active`, -1 = not yet on this link
+    int64_t load_sent_ms = 0;   // when
   };
 
   void HandleAuthenticated(RefPtr<PeerLink> link);
@@ -209,9 +211,16 @@ class Mesh final : public PeerLinkDelegate {
   void SendMark(const std::string& peer, uint64_t token);
   // Sends the marks that are due (caught up, or past their time).
   void FlushPendingMarks(int64_t now);
-  // About once a second: tell the peers our client count and decide how
-  // many of our clients to ask to move (server/mesh/rebalancer.h).
+  // About once a second: tell the peers our client count when it changed
+  // (or kLoadRefreshMs passed), and decide how many of our clients to ask
+  // to move (server/mesh/rebalancer.h).
   void ShareLoadAndRebalance();
+  // An idle mesh of N nodes sent N*(N-1) LOAD frames a second when every
+  // second counted: 65,000 TLS records a second at 256 nodes, more than two
+  // cores could carry. Now a count goes out when it changed, and again this
+  // often, which also corrects a peer's guess after moves we asked for that
+  // never arrived.
+  static constexpr int64_t kLoadRefreshMs = 30000;
   void SnapshotStatus();
 
   ServerContext* const ctx_;

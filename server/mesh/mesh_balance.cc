@@ -49,6 +49,7 @@ void Mesh::OnMoveCut(PeerLink* link, uint64_t token, const std::vector<proto::pe
 }
 
 bool Mesh::Behind(const std::string& id, uint64_t seq, const std::string& sender) const {
+  main_loop_->AssertInLoopThread();
   if (id == options_.node_id || id == sender) return false;  // ours; the sender's came before its CUT
   auto it = peers_.find(id);
   // A node we have no link to sends us nothing more to wait for.
@@ -62,6 +63,7 @@ bool Mesh::CaughtUp(const PendingMark& mark) const {
 }
 
 void Mesh::SendMark(const std::string& peer, uint64_t token) {
+  main_loop_->AssertInLoopThread();
   auto it = peers_.find(peer);
   if (it == peers_.end() || !it->second.node) return;
   std::string frame;
@@ -148,13 +150,18 @@ void Mesh::OnPeerLoad(PeerLink* link, uint64_t clients) {
 
 void Mesh::ShareLoadAndRebalance() {
   main_loop_->AssertInLoopThread();
-  const int64_t own = ctx_->client_count.load(std::memory_order_relaxed);
+  const int64_t own = std::max<int64_t>(ctx_->client_count.load(std::memory_order_relaxed), 0);
+  const int64_t now = MonotonicMs();
   std::string frame;
-  proto::peer::EncodeLoad(static_cast<uint64_t>(std::max<int64_t>(own, 0)), &frame);
   std::vector<NodeLoad> loads;
   for (auto& [id, p] : peers_) {
     if (!p.info.moves || !p.active) continue;
-    p.active->SendFrame(frame);
+    if (p.load_sent != own || now - p.load_sent_ms >= kLoadRefreshMs) {
+      if (frame.empty()) proto::peer::EncodeLoad(static_cast<uint64_t>(own), &frame);
+      p.active->SendFrame(frame);
+      p.load_sent = own;
+      p.load_sent_ms = now;
+    }
     if (p.member && p.synced && p.load >= 0 && p.leaving_until_ms == 0) {
       loads.push_back({id, p.info.client_url, p.load});
     }
@@ -175,6 +182,7 @@ void Mesh::ShareLoadAndRebalance() {
 }
 
 void Mesh::UpdateConnectUrls() {
+  main_loop_->AssertInLoopThread();
   // Least loaded first (as last heard; unknown last), then by URL: a client
   // that takes the list in order (nats.go's NoRandomize, zmesh clients
   // choosing among equals) lands where there is room. Standard clients are

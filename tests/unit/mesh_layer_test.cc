@@ -50,6 +50,18 @@ class MeshTest : public ::testing::Test {
         << node.id << " never linked and synced";
     return p;
   }
+  // Starts alone and links n7 and n8, nodes whose znodes say "moves" (and
+  // "queue_switch" when asked): the two ends the planned-move tests script.
+  std::pair<std::unique_ptr<ScriptedPeer>, std::unique_ptr<ScriptedPeer>> StartLinkedToMovers(
+      bool queue_switch = false) {
+    StartAlone();
+    ScriptedNode& n7 = Node("n7", 77);
+    ScriptedNode& n8 = Node("n8", 88);
+    n7.moves = n8.moves = true;
+    n7.queue_switch = n8.queue_switch = queue_switch;
+    std::unique_ptr<ScriptedPeer> p7 = Link(n7);
+    return {std::move(p7), Link(n8)};
+  }
   ScriptedNode& Node(const std::string& id, uint64_t incarnation) {
     auto node = std::make_unique<ScriptedNode>();
     node->id = id;
@@ -327,6 +339,37 @@ TEST_F(MeshTest, LeaveAnnouncesLeavingDeletesTheZnodeAndTurnsNewLinksAway) {
   EXPECT_EQ(late.received(), "") << "a leaving node started a handshake on a new link";
 }
 
+// --- Load sharing ---
+
+// The LOAD frames `p` receives within `window`, by the client count they carry.
+std::vector<uint64_t> LoadsWithin(ScriptedPeer& p, std::chrono::milliseconds window) {
+  std::vector<uint64_t> loads;
+  std::string body;
+  const auto until = std::chrono::steady_clock::now() + window;
+  while (std::chrono::steady_clock::now() < until) {
+    if (p.ReadFrame(&body, 50ms) != static_cast<int>(FrameType::kLoad)) continue;
+    uint64_t clients = 0;
+    for (size_t k = 0; k < 8 && k < body.size(); ++k) clients |= uint64_t{static_cast<uint8_t>(body[k])} << (8 * k);
+    loads.push_back(clients);
+  }
+  return loads;
+}
+
+// An idle mesh of N nodes must not carry N*(N-1) frames a second: a node
+// tells a peer its client count once the link is up and then only when the
+// count changes (or after Mesh::kLoadRefreshMs), not on every one-second
+// round. Sent every second, 256 nodes on one host never formed a mesh.
+TEST_F(MeshTest, LoadGoesOutWhenALinkComesUpAndWhenTheCountChanges) {
+  StartAlone();
+  ScriptedNode& n7 = Node("n7", 77);
+  n7.moves = true;
+  std::unique_ptr<ScriptedPeer> p7 = Link(n7);
+  ASSERT_NE(p7, nullptr);
+  EXPECT_EQ(LoadsWithin(*p7, 3500ms), std::vector<uint64_t>{0}) << "the count once, when the link came up";
+  h_.ctx().client_count.store(3);
+  EXPECT_EQ(LoadsWithin(*p7, 3500ms), std::vector<uint64_t>{3}) << "the new count once";
+}
+
 // --- Planned moves (docs/design-lossless-moves.md) ---
 
 // The next CUT or MARK within 5 s, with its token.
@@ -334,7 +377,7 @@ std::optional<std::pair<FrameType, uint64_t>> NextMoveFrame(ScriptedPeer& p) {
   std::string body;
   const auto until = std::chrono::steady_clock::now() + 5s;
   while (std::chrono::steady_clock::now() < until) {
-    const int type = p.ReadFrame(&body, 100ms);  // LOAD comes every second
+    const int type = p.ReadFrame(&body, 100ms);  // LOAD and the like may come
     if (type < 0) continue;
     if (type != static_cast<int>(FrameType::kCut) && type != static_cast<int>(FrameType::kMark)) continue;
     uint64_t token = 0;
@@ -345,14 +388,8 @@ std::optional<std::pair<FrameType, uint64_t>> NextMoveFrame(ScriptedPeer& p) {
 }
 
 TEST_F(MeshTest, ACutIsAnsweredWithThisNodesOwnCutThenAMarkAndCutOnlyOnce) {
-  StartAlone();
-  ScriptedNode& n7 = Node("n7", 77);
-  ScriptedNode& n8 = Node("n8", 88);
-  n7.moves = n8.moves = true;
-  std::unique_ptr<ScriptedPeer> p7 = Link(n7);
-  std::unique_ptr<ScriptedPeer> p8 = Link(n8);
-  ASSERT_NE(p7, nullptr);
-  ASSERT_NE(p8, nullptr);
+  auto [p7, p8] = StartLinkedToMovers();
+  ASSERT_TRUE(p7 && p8);
   constexpr uint64_t kToken = 0x1122334455667788ull;
   std::string cut;
   proto::peer::EncodeMoveFrame(FrameType::kCut, kToken, &cut);
@@ -462,13 +499,7 @@ TEST_F(MeshTest, AQueueMembersReleaseIsToldToBothEndsAsAQueueSwitch) {
 // applied, so this node does not pick the released member after n7 picked
 // its successor.
 TEST_F(MeshTest, AMarkWaitsUntilThisNodeHasAppliedTheInterestTheCutterHad) {
-  StartAlone();
-  ScriptedNode& n7 = Node("n7", 77);
-  ScriptedNode& n8 = Node("n8", 88);
-  n7.moves = n8.moves = true;
-  n7.queue_switch = n8.queue_switch = true;
-  std::unique_ptr<ScriptedPeer> p7 = Link(n7);
-  std::unique_ptr<ScriptedPeer> p8 = Link(n8);
+  auto [p7, p8] = StartLinkedToMovers(/*queue_switch=*/true);
   ASSERT_TRUE(p7 && p8);
   std::string frames;
   proto::peer::EncodeInterest({"a", "", 1, 3}, &frames);
@@ -518,12 +549,7 @@ TEST_F(MeshTest, AMarkWaitsUntilThisNodeHasAppliedTheInterestTheCutterHad) {
 // more than Mesh::kMaxQueuedCuts wait for it; the rest are dropped, and the
 // node keeps serving.
 TEST_F(MeshTest, AFloodOfCutsQueuesBoundedWorkOnTheMainLoop) {
-  StartAlone();
-  ScriptedNode& n7 = Node("n7", 77);
-  ScriptedNode& n8 = Node("n8", 88);
-  n7.moves = n8.moves = true;
-  std::unique_ptr<ScriptedPeer> p7 = Link(n7);
-  std::unique_ptr<ScriptedPeer> p8 = Link(n8);
+  auto [p7, p8] = StartLinkedToMovers();
   ASSERT_TRUE(p7 && p8);
 
   // Hold the main loop (bounded: it lets go after 20 s whatever happens),
