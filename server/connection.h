@@ -38,6 +38,7 @@ class Connection : public SubscriberEndpoint {
   Connection(Kind kind, IoWorker* worker, int fd, uint64_t id, std::string remote_address, size_t max_pending);
 
   uint64_t id() const { return id_; }
+  uint64_t connection_id() const override { return id_; }
   IoWorker* worker() const { return worker_; }
   EventLoop* loop() const;
   const std::string& remote_address() const { return remote_address_; }

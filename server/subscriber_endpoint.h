@@ -93,6 +93,12 @@ class SubscriberEndpoint {
   // The interface for kPeer (else null).
   PeerForwarder* forwarder() const { return forwarder_; }
 
+  // Who this is, for monitoring (/subsz): a connection's id (kClient,
+  // kPeerLink) or a remote node's id (kPeer); 0 or empty otherwise. Fixed
+  // at construction; any thread.
+  virtual uint64_t connection_id() const { return 0; }
+  virtual std::string_view remote_node_id() const { return {}; }
+
   void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
   void Unref() {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;

@@ -50,6 +50,7 @@ class PeerNode : public SubscriberEndpoint, public PeerForwarder {
   PeerNode(SubjectIndex* index, std::string node_id, uint64_t incarnation);
 
   const std::string& node_id() const { return node_id_; }
+  std::string_view remote_node_id() const override { return node_id_; }
   uint64_t incarnation() const { return incarnation_; }
 
   // Sends `msg` to the node once, naming the queue groups it was chosen for.

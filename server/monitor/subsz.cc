@@ -14,13 +14,13 @@
 #include <optional>
 
 #include "proto/subject.h"
-#include "server/connection.h"
 #include "server/match_cache.h"
-#include "server/mesh/peer_node.h"
 #include "server/monitor/endpoints.h"
 #include "server/monitor/format.h"
 #include "server/monitor/worker_fanout.h"
 #include "server/server_context.h"
+#include "server/subscriber_endpoint.h"
+#include "server/subscription.h"
 
 namespace zmesh::server::monitor {
 namespace {
@@ -32,15 +32,11 @@ nlohmann::json SubscriptionJson(const Subscription& s) {
   if (s.is_queue()) j["qgroup"] = s.queue();
   if (s.remote()) {
     j["remote"] = true;
-    if (s.owner()->kind() == SubscriberEndpoint::Kind::kPeer) {
-      j["node_id"] = static_cast<const mesh::PeerNode*>(s.owner())->node_id();
-    }
+    if (s.owner()->kind() == SubscriberEndpoint::Kind::kPeer) j["node_id"] = s.owner()->remote_node_id();
     if (s.is_queue()) j["weight"] = s.weight();
   } else {
     j["sid"] = s.sid();
-    if (s.owner()->kind() == SubscriberEndpoint::Kind::kClient) {
-      j["cid"] = static_cast<const Connection*>(s.owner())->id();
-    }
+    if (s.owner()->kind() == SubscriberEndpoint::Kind::kClient) j["cid"] = s.owner()->connection_id();
     j["msgs"] = s.delivered();
     if (s.max_msgs() != 0) j["max"] = s.max_msgs();
   }
