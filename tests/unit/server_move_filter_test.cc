@@ -160,16 +160,29 @@ TEST(MoveFilterTest, TheNewEndsQueueMemberTakesEachNodesTurnFromItsSwitchOn) {
   EXPECT_FALSE(f.QueueSwitchComplete("jobs", "others"));
 }
 
+// The new end of move 7: its incoming filter, and the moving client's queue
+// member of jobs/workers, latent in the table.
+struct NewEndOfMove7 {
+  NewEndOfMove7() {
+    table.MoveIn(in);
+    table.QueueMemberLatent(7, fresh);
+  }
+  ~NewEndOfMove7() { fresh->Unref(); }
+
+  FakeEndpoint owner;
+  mesh::MoveTable table{[](uint64_t) {}};
+  std::shared_ptr<MoveFilter> in = std::make_shared<MoveFilter>(Side::kIncoming, 7, MonotonicMs());
+  Subscription* fresh = new Subscription(&owner, "jobs", "workers", "1", false);
+};
+
 // At the new end a moving client's member waits for this node's release
 // (origin "") and for the switch of every node this node cut to; until then
 // it takes each node's turn only after that node's switch.
 TEST(MoveTableTest, ANewEndsQueueMemberSettlesOnceEveryNodeHasSwitched) {
-  FakeEndpoint owner;
-  mesh::MoveTable table([](uint64_t) {});
-  auto in = std::make_shared<MoveFilter>(Side::kIncoming, 7, MonotonicMs());
-  table.MoveIn(in);
-  auto* fresh = new Subscription(&owner, "jobs", "workers", "1", false);
-  table.QueueMemberLatent(7, fresh);
+  NewEndOfMove7 end;
+  mesh::MoveTable& table = end.table;
+  Subscription* fresh = end.fresh;
+  const std::shared_ptr<MoveFilter>& in = end.in;
   table.CutMade(7, {"n1", "n2"});
   EXPECT_FALSE(table.QueueSwitched(7, "n1", "jobs", "others")) << "a switch for a group with no member waiting";
   EXPECT_FALSE(table.QueueSwitched(8, "n1", "jobs", "workers")) << "a switch for another move";
@@ -184,7 +197,6 @@ TEST(MoveTableTest, ANewEndsQueueMemberSettlesOnceEveryNodeHasSwitched) {
   EXPECT_TRUE(fresh->settled());
   EXPECT_EQ(table.switching_queue_members(), 0u);
   EXPECT_FALSE(table.QueueSwitched(7, "n2", "jobs", "workers")) << "a settled member still waits";
-  fresh->Unref();
 }
 
 // At the old end the released member's turn for a node's messages ends
@@ -210,12 +222,10 @@ TEST(MoveTableTest, AnOldEndsReleasedMemberRecordsEachNodesSwitchAway) {
 }
 
 TEST(MoveTableTest, ANodeThatNeverSwitchesIsWaitedForOnlyUntilTheMoveTimesOut) {
-  FakeEndpoint owner;
-  mesh::MoveTable table([](uint64_t) {});
-  auto in = std::make_shared<MoveFilter>(Side::kIncoming, 7, MonotonicMs());
-  table.MoveIn(in);
-  auto* fresh = new Subscription(&owner, "jobs", "workers", "1", false);
-  table.QueueMemberLatent(7, fresh);
+  NewEndOfMove7 end;
+  mesh::MoveTable& table = end.table;
+  Subscription* fresh = end.fresh;
+  FakeEndpoint& owner = end.owner;
   table.CutMade(7, {"n1"});
   table.QueueReleased(7, "jobs", "workers", 0);
   EXPECT_FALSE(fresh->settled());
@@ -228,7 +238,6 @@ TEST(MoveTableTest, ANodeThatNeverSwitchesIsWaitedForOnlyUntilTheMoveTimesOut) {
   table.QueueMemberReleased(9, leaving);
   table.Expire(MonotonicMs() + 100000, 1000);
   EXPECT_EQ(leaving->move_state(), Subscription::MoveState::kReleased);
-  fresh->Unref();
   leaving->Unref();
 }
 
