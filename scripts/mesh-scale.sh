@@ -100,22 +100,28 @@ for pidf in "$STATE_DIR"/node*/pid; do
   [ -n "$pid" ] && [ -r "/proc/$pid/status" ] && rss_kb=$((rss_kb + $(awk '/^VmRSS:/{print $2}' "/proc/$pid/status")))
 done
 echo "mesh-scale: RSS of all nodes $((rss_kb / 1024)) MiB, $((rss_kb / N)) KiB per node"
-# What the formed mesh costs at rest (no clients): CPU of all nodes over 10 s,
-# from /proc/<pid>/stat (utime + stime, in clock ticks).
-node_ticks() {
-  local total=0 pidf pid
-  for pidf in "$STATE_DIR"/node*/pid; do
-    pid=$(awk 'NR == 1 {print $1}' "$pidf" 2>/dev/null || true)
-    [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
-  done
-  echo "$total"
-}
+# What the formed mesh costs at rest (no clients): the CPU all nodes use
+# over 10 s, 10 s after it formed (utime + stime from /proc/<pid>/stat).
 if [ "$formed" = 0 ]; then
-  hz=$(getconf CLK_TCK)
-  t0_ticks=$(node_ticks)
   sleep 10
-  t1_ticks=$(node_ticks)
-  echo "mesh-scale: at rest, all nodes together use $(python3 -c "print(f'{($t1_ticks - $t0_ticks) / $hz / 10 * 100:.1f}')") % of one core" \
-       "($(python3 -c "print(f'{($t1_ticks - $t0_ticks) / $hz / 10 * 100 / $N:.2f}')") % per node)"
+  python3 - "$N" "$STATE_DIR" <<'EOF'
+import glob, os, sys, time
+n, state = int(sys.argv[1]), sys.argv[2]
+pids = [open(f).read().split()[0] for f in glob.glob(f"{state}/node*/pid")]
+def ticks():
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total, time.monotonic()
+t0, w0 = ticks()
+time.sleep(10)
+t1, w1 = ticks()
+share = (t1 - t0) / os.sysconf("SC_CLK_TCK") / (w1 - w0) * 100
+print(f"mesh-scale: at rest, all nodes together use {share:.1f} % of one core ({share / n:.3f} % per node)")
+EOF
 fi
 exit "$formed"
