@@ -164,8 +164,8 @@ class Mesh final : public PeerLinkDelegate {
     DialBackoff backoff;
     bool synced = false;
     int64_t load = -1;  // its client connections (LOAD), -1 until heard
-    int64_t load_sent = -1;     // our count as last sent on `active`, -1 = not yet on this link
-    int64_t load_sent_ms = 0;   // when
+    int64_t load_sent = -1;    // our count as last sent on `active`; -1 = nothing sent on this link yet
+    int64_t load_sent_ms = 0;  // when
   };
 
   void HandleAuthenticated(RefPtr<PeerLink> link);
@@ -215,11 +215,11 @@ class Mesh final : public PeerLinkDelegate {
   // (or kLoadRefreshMs passed), and decide how many of our clients to ask
   // to move (server/mesh/rebalancer.h).
   void ShareLoadAndRebalance();
-  // An idle mesh of N nodes sent N*(N-1) LOAD frames a second when every
-  // second counted: 65,000 TLS records a second at 256 nodes, more than two
-  // cores could carry. Now a count goes out when it changed, and again this
-  // often, which also corrects a peer's guess after moves we asked for that
-  // never arrived.
+  // A count goes out when it changed, and again this often (which also
+  // corrects a peer's guess after moves we asked for that never arrived).
+  // Sent every second, it cost an idle mesh of N nodes N*(N-1) frames a
+  // second: 65,000 TLS records a second at 256 nodes, more than two cores
+  // could carry.
   static constexpr int64_t kLoadRefreshMs = 30000;
   void SnapshotStatus();
 
