@@ -163,7 +163,9 @@ class Mesh final : public PeerLinkDelegate {
     int64_t next_dial_ms = 0;
     DialBackoff backoff;
     bool synced = false;
-    int64_t load = -1;  // its client connections (LOAD), -1 until heard
+    int64_t load = -1;  // its client connections as last heard (LOAD), -1 until heard
+    int64_t load_asked = 0;           // clients we asked to move there since, counted as arrived
+    int64_t load_asked_until_ms = 0;  // until its next LOAD, or this time
     int64_t load_sent = -1;    // our count as last sent on `active`; -1 = nothing sent on this link yet
     int64_t load_sent_ms = 0;  // when
   };
@@ -221,6 +223,12 @@ class Mesh final : public PeerLinkDelegate {
   // second: 65,000 TLS records a second at 256 nodes, more than two cores
   // could carry.
   static constexpr int64_t kLoadRefreshMs = 30000;
+  // How long clients we asked to move to a node count as arrived there when
+  // no LOAD from it says otherwise: a move is claimed at the client's next
+  // tick and made within a second, and the node's count goes out in its
+  // next round. Its count may also not change at all (the clients did not
+  // come, or as many left it), and then no LOAD comes to end the guess.
+  static constexpr int64_t kAskedMovesMs = 2000;
   void SnapshotStatus();
 
   ServerContext* const ctx_;

@@ -144,7 +144,9 @@ void Mesh::OnPeerLoad(PeerLink* link, uint64_t clients) {
   RefPtr<PeerLink> ref(link);
   main_loop_->QueueInLoop([this, ref, clients] {
     auto it = peers_.find(ref->peer_node_id());
-    if (it != peers_.end()) it->second.load = static_cast<int64_t>(std::min<uint64_t>(clients, 1ull << 40));
+    if (it == peers_.end()) return;
+    it->second.load = static_cast<int64_t>(std::min<uint64_t>(clients, 1ull << 40));
+    it->second.load_asked = 0;  // whoever of them arrived is in the count
   });
 }
 
@@ -163,7 +165,7 @@ void Mesh::ShareLoadAndRebalance() {
       p.load_sent_ms = now;
     }
     if (p.member && p.synced && p.load >= 0 && p.leaving_until_ms == 0) {
-      loads.push_back({id, p.info.client_url, p.load});
+      loads.push_back({id, p.info.client_url, p.load + (now < p.load_asked_until_ms ? p.load_asked : 0)});
     }
   }
   if (!options_.rebalance || phase_ != Phase::kReady) {
@@ -173,9 +175,12 @@ void Mesh::ShareLoadAndRebalance() {
   const RebalancePlan plan = PlanRebalance(options_.node_id, own, loads, options_.rebalance_moves_per_s);
   ctx_->rebalance.Set(plan.moves, plan.target_url);
   if (plan.moves > 0) {
-    // Until its next LOAD, count them as arrived, so the next round does
-    // not send the same room twice.
-    peers_[plan.target_id].load += plan.moves;
+    // Count them as arrived (kAskedMovesMs), so the next round does not
+    // send the same room twice.
+    Peer& target = peers_[plan.target_id];
+    if (now >= target.load_asked_until_ms) target.load_asked = 0;
+    target.load_asked += plan.moves;
+    target.load_asked_until_ms = now + kAskedMovesMs;
     LOG(INFO) << "mesh " << options_.node_id << ": " << own << " clients here, above the mesh average; asking "
               << plan.moves << " to move to node " << plan.target_id;
   }

@@ -388,7 +388,7 @@ TEST_F(LosslessRollTest, RollingRestartMovesEveryClientLosslesslyAndRebalances) 
     ASSERT_TRUE(mesh_->WaitConverged({0, 1, 2}, kWait, &error)) << error;
     ASSERT_TRUE(Flowing(100)) << "traffic stopped after restarting " << mesh_->id(v);
   }
-  EXPECT_TRUE(WaitFor(kWait, [&] { return static_cast<bool>(Balanced({0, 1, 2})); })) << Balanced({0, 1, 2});
+  EXPECT_TRUE(WaitFor(kWait, [&] { return static_cast<bool>(Balanced({0, 1, 2})); })) << Balanced({0, 1, 2}).message();
   StopAndCheck({0, 1, 2});
 }
 
@@ -401,12 +401,12 @@ TEST_F(LosslessRollTest, ScaleInAndScaleOutMoveClientsLosslessly) {
   // Scale in: 3 -> 2.
   Leave(2);
   ASSERT_TRUE(Flowing(100));
-  EXPECT_TRUE(WaitFor(kWait, [&] { return static_cast<bool>(Balanced({0, 1})); })) << Balanced({0, 1});
+  EXPECT_TRUE(WaitFor(kWait, [&] { return static_cast<bool>(Balanced({0, 1})); })) << Balanced({0, 1}).message();
   // Scale out: 2 -> 4.
   ASSERT_TRUE(mesh_->Start(2, &error)) << error;
   ASSERT_TRUE(mesh_->Start(3, &error)) << error;
   ASSERT_TRUE(mesh_->WaitConverged({0, 1, 2, 3}, kWait, &error)) << error;
-  EXPECT_TRUE(WaitFor(kWait, [&] { return static_cast<bool>(Balanced({0, 1, 2, 3})); })) << Balanced({0, 1, 2, 3});
+  EXPECT_TRUE(WaitFor(kWait, [&] { return static_cast<bool>(Balanced({0, 1, 2, 3})); })) << Balanced({0, 1, 2, 3}).message();
   ASSERT_TRUE(Flowing(100));
   StopAndCheck({0, 1, 2, 3});
 }

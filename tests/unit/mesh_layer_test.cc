@@ -370,6 +370,42 @@ TEST_F(MeshTest, LoadGoesOutWhenALinkComesUpAndWhenTheCountChanges) {
   EXPECT_EQ(LoadsWithin(*p7, 3500ms), std::vector<uint64_t>{3}) << "the new count once";
 }
 
+// A node that asked clients to move counts them as arrived at the target
+// until the target's next LOAD, or for Mesh::kAskedMovesMs when none comes
+// (its count need not change: the clients did not come, or as many left
+// it). Kept until a LOAD, a wrong guess stopped a 2-node mesh from
+// rebalancing for the 30 s between refreshes.
+TEST_F(MeshTest, AskedMovesCountAsArrivedUntilTheTargetsNextLoadOrATimeout) {
+  StartAlone();
+  ScriptedNode& n7 = Node("n7", 77);
+  n7.moves = true;
+  std::unique_ptr<ScriptedPeer> p7 = Link(n7);
+  ASSERT_NE(p7, nullptr);
+  std::string load;
+  proto::peer::EncodeLoad(0, &load);
+  ASSERT_TRUE(p7->Send(load));
+  h_.ctx().client_count.store(10);
+  // Claims this round's order the way movable clients do; each leaves.
+  auto take_order = [&] {
+    int taken = 0;
+    std::string url;
+    while (h_.ctx().rebalance.Take(&url)) {
+      EXPECT_EQ(url, n7.Info().client_url);
+      h_.ctx().client_count.fetch_sub(1);
+      ++taken;
+    }
+    return taken;
+  };
+  int asked = 0;
+  ASSERT_TRUE(WaitFor(5s, [&] { return (asked = take_order()) > 0; })) << "10 clients here, none on n7, no move asked";
+  EXPECT_EQ(asked, 5);
+  // n7 never says it got them: 5 here and 5 counted there, until the guess ends.
+  const auto since = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitFor(6s, [&] { return (asked = take_order()) > 0; })) << "the guess outlived kAskedMovesMs";
+  EXPECT_GE(std::chrono::steady_clock::now() - since, 1s) << "asked again at once: the moves asked for were not counted";
+  EXPECT_EQ(asked, 2);
+}
+
 // --- Planned moves (docs/design-lossless-moves.md) ---
 
 // The next CUT or MARK within 5 s, with its token.
