@@ -217,11 +217,9 @@ class Mesh final : public PeerLinkDelegate {
   // (or kLoadRefreshMs passed), and decide how many of our clients to ask
   // to move (server/mesh/rebalancer.h).
   void ShareLoadAndRebalance();
-  // A count goes out when it changed, and again this often (which also
-  // corrects a peer's guess after moves we asked for that never arrived).
-  // Sent every second, it cost an idle mesh of N nodes N*(N-1) frames a
-  // second: 65,000 TLS records a second at 256 nodes, more than two cores
-  // could carry.
+  // A count goes out when it changed, and again this often. Sent every
+  // second, it cost an idle mesh of N nodes N*(N-1) frames a second:
+  // 65,000 TLS records a second at 256 nodes, more than two cores carry.
   static constexpr int64_t kLoadRefreshMs = 30000;
   // How long clients we asked to move to a node count as arrived there when
   // no LOAD from it says otherwise: a move is claimed at the client's next
