@@ -50,17 +50,21 @@ class MeshTest : public ::testing::Test {
         << node.id << " never linked and synced";
     return p;
   }
-  // Starts alone and links n7 and n8, nodes whose znodes say "moves" (and
-  // "queue_switch" when asked): the two ends the planned-move tests script.
+  // Links a node whose znode says "moves" (and "queue_switch" when asked):
+  // it takes planned-move and LOAD frames.
+  std::unique_ptr<ScriptedPeer> LinkMover(const std::string& id, uint64_t incarnation, bool queue_switch = false) {
+    ScriptedNode& node = Node(id, incarnation);
+    node.moves = true;
+    node.queue_switch = queue_switch;
+    return Link(node);
+  }
+  // Starts alone and links movers n7 and n8: the two ends the planned-move
+  // tests script.
   std::pair<std::unique_ptr<ScriptedPeer>, std::unique_ptr<ScriptedPeer>> StartLinkedToMovers(
       bool queue_switch = false) {
     StartAlone();
-    ScriptedNode& n7 = Node("n7", 77);
-    ScriptedNode& n8 = Node("n8", 88);
-    n7.moves = n8.moves = true;
-    n7.queue_switch = n8.queue_switch = queue_switch;
-    std::unique_ptr<ScriptedPeer> p7 = Link(n7);
-    return {std::move(p7), Link(n8)};
+    std::unique_ptr<ScriptedPeer> p7 = LinkMover("n7", 77, queue_switch);
+    return {std::move(p7), LinkMover("n8", 88, queue_switch)};
   }
   ScriptedNode& Node(const std::string& id, uint64_t incarnation) {
     auto node = std::make_unique<ScriptedNode>();
@@ -361,9 +365,7 @@ std::vector<uint64_t> LoadsWithin(ScriptedPeer& p, std::chrono::milliseconds win
 // round. Sent every second, 256 nodes on one host never formed a mesh.
 TEST_F(MeshTest, LoadGoesOutWhenALinkComesUpAndWhenTheCountChanges) {
   StartAlone();
-  ScriptedNode& n7 = Node("n7", 77);
-  n7.moves = true;
-  std::unique_ptr<ScriptedPeer> p7 = Link(n7);
+  std::unique_ptr<ScriptedPeer> p7 = LinkMover("n7", 77);
   ASSERT_NE(p7, nullptr);
   EXPECT_EQ(LoadsWithin(*p7, 3500ms), std::vector<uint64_t>{0}) << "the count once, when the link came up";
   h_.ctx().client_count.store(3);
@@ -377,10 +379,9 @@ TEST_F(MeshTest, LoadGoesOutWhenALinkComesUpAndWhenTheCountChanges) {
 // rebalancing for the 30 s between refreshes.
 TEST_F(MeshTest, AskedMovesCountAsArrivedUntilTheTargetsNextLoadOrATimeout) {
   StartAlone();
-  ScriptedNode& n7 = Node("n7", 77);
-  n7.moves = true;
-  std::unique_ptr<ScriptedPeer> p7 = Link(n7);
+  std::unique_ptr<ScriptedPeer> p7 = LinkMover("n7", 77);
   ASSERT_NE(p7, nullptr);
+  const std::string n7_url = nodes_.back()->Info().client_url;
   std::string load;
   proto::peer::EncodeLoad(0, &load);
   ASSERT_TRUE(p7->Send(load));
@@ -390,7 +391,7 @@ TEST_F(MeshTest, AskedMovesCountAsArrivedUntilTheTargetsNextLoadOrATimeout) {
     int taken = 0;
     std::string url;
     while (h_.ctx().rebalance.Take(&url)) {
-      EXPECT_EQ(url, n7.Info().client_url);
+      EXPECT_EQ(url, n7_url);
       h_.ctx().client_count.fetch_sub(1);
       ++taken;
     }
@@ -481,15 +482,8 @@ std::optional<bool> SentBeforePong(ScriptedPeer& p, FrameType type) {
 // its stream that happened, so that each gives the client's member only the
 // messages this node picked with it counted.
 TEST_F(MeshTest, AQueueMembersReleaseIsToldToBothEndsAsAQueueSwitch) {
-  StartAlone();
-  ScriptedNode& n7 = Node("n7", 77);
-  ScriptedNode& n8 = Node("n8", 88);
-  ScriptedNode& n9 = Node("n9", 99);
-  n7.moves = n8.moves = n9.moves = true;
-  n7.queue_switch = n8.queue_switch = true;  // n9 runs the release before QUEUE_SWITCH
-  std::unique_ptr<ScriptedPeer> p7 = Link(n7);
-  std::unique_ptr<ScriptedPeer> p8 = Link(n8);
-  std::unique_ptr<ScriptedPeer> p9 = Link(n9);
+  auto [p7, p8] = StartLinkedToMovers(/*queue_switch=*/true);
+  std::unique_ptr<ScriptedPeer> p9 = LinkMover("n9", 99);  // the release before QUEUE_SWITCH
   ASSERT_TRUE(p7 && p8 && p9);
   constexpr uint64_t kToken = 0x0102030405060708ull, kOtherToken = 0x0a0b0c0d0e0f0102ull;
   std::string frames;
